@@ -1,0 +1,111 @@
+"""Optimizer dataclasses' shared behaviour and the theory-module interface used by ``hd.solve``.
+
+The theory of an optimizer is, per mode of K, a map of a small per-mode state (DESIGN.md). A theory
+module supplies (see ``Theory``):
+
+* ``init(problem, opt) -> ModeState``: per-mode state ``s`` (flattened), per-mode constants, and
+  *linear readouts* ``scalars = c0 + W @ s`` whose first entry is the twice-risk
+  E = 2 R = sigma^2 + sum_j lambda_j rho_j (research/sgd.md §1.1);
+* ``exact(state, k0, lr_seq, cap) -> n_done``: the exact step map applied ``len(lr_seq)`` times
+  (a Numba kernel; it may be nonlinear, and one update may span ``span`` inner steps);
+* optionally ``affine(state, opt, lr, scalars) -> (am1, f, h)``: the same step written as a
+  per-mode affine map  s_j <- (1 + am1_j) s_j + f_j + h_j E  whose coefficients may depend on the
+  held hyperparameters and on the scalars. When present, the driver advances n steps at once with
+  the closed-form powers of this map (``hdtheory.kernels``), the scalars held at a weighted value
+  and E interpolated linearly across the block (research/sgd.md §5.3 method 2; research/signsgd.md
+  §5.3 for the weighting of scalar-dependent coefficients).
+* ``threshold(problem, opt)``: the largest stable base lr.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..schedules import Constant, Schedule
+
+
+def check_lr(lr) -> float:
+    if isinstance(lr, bool):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    lr = float(lr)
+    if not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
+    return lr
+
+
+def check_batch(batch) -> int:
+    if isinstance(batch, bool) or not np.isscalar(batch) or int(batch) != batch or int(batch) < 1:
+        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+    return int(batch)
+
+
+class OptimizerMixin:
+    """Behaviour shared by every optimizer dataclass: lr schedule, validation, serialisation.
+
+    Every optimizer dataclass has ``lr`` (the per-step step size applied to theta) and ``schedule``
+    (a multiplier of lr; ``None`` = constant)."""
+
+    name = "optimizer"
+
+    def _validate_common(self):
+        object.__setattr__(self, "lr", check_lr(self.lr))
+        if self.schedule is not None and not isinstance(self.schedule, Schedule):
+            raise ValueError(f"schedule must be an hd schedule (Constant, WarmupCosine, ...), got {self.schedule!r}")
+
+    @property
+    def sched(self) -> Schedule:
+        return Constant() if self.schedule is None else self.schedule
+
+    def lr_at(self, k, xp=np):
+        """Step size applied at step k: lr * schedule(k)."""
+        return self.lr * self.sched(k, xp)
+
+    def with_lr(self, lr):
+        return dataclasses.replace(self, lr=lr)
+
+    def to_dict(self) -> dict:
+        out = {"name": self.name}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = v.to_dict() if isinstance(v, Schedule) else v
+        return out
+
+
+@dataclass
+class ModeState:
+    """Theory state: per-mode state ``s`` (n_modes * p, float64), readout ``scalars = c0 + W @ s``
+    (scalars[0] is the twice-risk E), per-mode constants, and the label-noise variance."""
+
+    s: np.ndarray
+    W: np.ndarray
+    c0: np.ndarray
+    sigma2: float
+    consts: dict
+
+    def scalars(self, s=None) -> np.ndarray:
+        s = self.s if s is None else s
+        return self.c0 + self.W @ s
+
+
+class Theory:
+    """Interface of a theory module (see the module docstring)."""
+
+    #: inner steps covered by one application of ``exact`` (1 for SGD; H for one LA-DiLoCo round)
+    span: int = 1
+    #: whether ``affine`` coefficients depend on the scalars (if not, the driver reuses them)
+    scalar_dependent: bool = False
+
+    def init(self, problem, opt) -> ModeState:  # pragma: no cover
+        raise NotImplementedError
+
+    def exact(self, state: ModeState, opt, k0: int, lr_seq: np.ndarray, cap: float) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+    affine = None  # optional: (state, opt, lr, scalars) -> (am1, f, h)
+
+    def threshold(self, problem, opt) -> float:  # pragma: no cover
+        """Largest stable base lr for opt's other hyperparameters (inf if nothing diverges)."""
+        raise NotImplementedError

@@ -1,0 +1,144 @@
+"""SGD on streaming Gaussian least squares: exact per-mode second-moment recursion.
+
+Update (DESIGN.md): theta_{k+1} = theta_k - lr_k (1/B) sum_b x_b (<x_b, theta_k> - y_b), fresh batch
+every step, averaged gradient, lr_k = lr * schedule(k).
+
+Theory (research/sgd.md §1.2, eq. E1; exact in expectation at every d for Gaussian x, any noise law
+with variance sigma^2): with rho_j(k) = E <u_j, theta_k - theta*>^2 on the eigenvectors of K,
+
+    rho_j(k+1) = a_j(k) rho_j(k) + (lr_k^2 / B) lambda_j E(k),
+    a_j(k)     = 1 - 2 lr_k lambda_j + (1 + 1/B) lr_k^2 lambda_j^2,
+    E(k)       = sigma^2 + sum_j lambda_j rho_j(k)  (twice the risk; risk = E/2, excess = (E - sigma^2)/2).
+
+Equal eigenvalues are merged into one state S = sum rho with noise multiplicity m (exact: sgd.md
+§5.6 PT2), so an isotropic problem costs one mode. In the driver's affine form
+s <- (1 + am1) s + f + h E:  am1 = lr lambda (-2 + (1 + 1/B) lr lambda), f = 0, h = (lr^2/B) m lambda;
+the coefficients do not depend on the state, so the block integrator is the one of sgd.md §5.3.
+
+Stability (sgd.md §1.4, E3-E4): the mean-square map is stable iff (1 + 1/B) lr lambda_max < 2 and
+
+    ||K||(lr) = (lr/B) sum_j lambda_j / (2 - (1 + 1/B) lr lambda_j) < 1;
+
+the largest stable lr solves ||K|| = 1 on (0, 2B / ((B + 1) lambda_max)) (||K|| is increasing there).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+from scipy.optimize import brentq
+
+from ..schedules import Schedule
+from .base import ModeState, OptimizerMixin, Theory, check_batch
+
+
+@dataclass(frozen=True)
+class SGD(OptimizerMixin):
+    """Minibatch SGD: theta <- theta - lr * (1/B) sum_b x_b (<x_b, theta> - y_b).
+
+    ``lr`` is the per-step step size applied to theta, ``batch`` = B (gradients are averaged),
+    ``schedule`` multiplies lr (``None`` = constant)."""
+
+    lr: float
+    batch: int = 1
+    schedule: Schedule | None = None
+    name = "sgd"
+
+    def __post_init__(self):
+        self._validate_common()
+        object.__setattr__(self, "batch", check_batch(self.batch))
+
+
+@nb.njit(cache=True)
+def sgd_exact_steps(lam, mult, rho, lr_seq, inv_b, sigma2, cap):
+    """Apply (E1) len(lr_seq) times in place on rho; stop early (returning the number of steps
+    done) as soon as E exceeds ``cap`` or is not finite."""
+    d = lam.shape[0]
+    a = np.empty(d)
+    g = np.empty(d)
+    E = sigma2
+    for j in range(d):
+        E += lam[j] * rho[j]
+    lr_prev = np.nan
+    for k in range(lr_seq.shape[0]):
+        lr = lr_seq[k]
+        if lr != lr_prev:
+            c = lr * lr * inv_b
+            for j in range(d):
+                a[j] = 1.0 + lr * lam[j] * (-2.0 + (1.0 + inv_b) * lr * lam[j])
+                g[j] = c * mult[j] * lam[j]
+            lr_prev = lr
+        En = sigma2
+        for j in range(d):
+            r = a[j] * rho[j] + g[j] * E
+            rho[j] = r
+            En += lam[j] * r
+        E = En
+        if not (E <= cap):
+            return k + 1
+    return lr_seq.shape[0]
+
+
+def kernel_norm(lam, mult, lr: float, batch: int) -> float:
+    """||K||(lr) = (lr/B) sum_j m_j lambda_j / (2 - (1 + 1/B) lr lambda_j)  (sgd.md E3); inf past the
+    lambda_max edge."""
+    den = 2.0 - (1.0 + 1.0 / batch) * lr * lam
+    if np.any(den[lam > 0] <= 0):
+        return math.inf
+    return float(lr / batch * np.sum(mult * lam / den))
+
+
+def sgd_threshold(lam, mult, batch: int) -> float:
+    """Largest stable lr: the root of ||K||(lr) = 1 below the lambda_max edge (sgd.md E4)."""
+    lam = np.asarray(lam, dtype=np.float64)
+    mult = np.asarray(mult, dtype=np.float64)
+    keep = lam > 0
+    lam, mult = lam[keep], mult[keep]
+    if lam.size == 0:
+        return math.inf
+    top = 2.0 * batch / ((batch + 1.0) * lam.max())
+    f = lambda lr: kernel_norm(lam, mult, lr, batch) - 1.0  # noqa: E731
+    hi = top * (1.0 - 1e-15)
+    if f(hi) < 0:  # numerically at the edge: the lambda_max edge binds
+        return top
+    return float(brentq(f, 0.0, hi, xtol=1e-15 * top, rtol=1e-15, maxiter=500))
+
+
+class SGDTheory(Theory):
+    span = 1
+    scalar_dependent = False
+
+    def init(self, problem, opt) -> ModeState:
+        lam, s0, mult = problem.spectral_modes(merge=True)
+        return ModeState(
+            s=np.ascontiguousarray(s0, dtype=np.float64),
+            W=np.ascontiguousarray(lam[None, :]),
+            c0=np.array([problem.sigma2]),
+            sigma2=problem.sigma2,
+            consts={"lam": lam, "mult": mult},
+        )
+
+    def exact(self, state, opt, k0, lr_seq, cap):
+        c = state.consts
+        return int(sgd_exact_steps(c["lam"], c["mult"], state.s, lr_seq, 1.0 / opt.batch, state.sigma2, cap))
+
+    def affine(self, state, opt, lr, scalars):
+        lam, mult = state.consts["lam"], state.consts["mult"]
+        inv_b = 1.0 / opt.batch
+        am1 = lr * lam * (-2.0 + (1.0 + inv_b) * lr * lam)
+        return am1, np.zeros_like(lam), (lr * lr * inv_b) * mult * lam
+
+    def threshold(self, problem, opt) -> float:
+        lam, _, mult = problem.spectral_modes(merge=True)
+        return sgd_threshold(lam, mult, opt.batch) / opt.sched.peak()
+
+
+def _register():
+    from . import register
+
+    register(SGD, SGDTheory())
+
+
+_register()

@@ -1,0 +1,147 @@
+"""Learning-rate schedules, usable by both engines.
+
+A schedule is a multiplier m(k) >= 0 of the optimizer's base ``lr``: the step size applied at step k
+(k = 0, 1, ...; the update that produces theta_{k+1}) is ``lr * m(k)``. ``__call__(k, xp)`` works
+on NumPy arrays (theory) and on traced JAX arrays (``xp=jax.numpy``, simulation), so both engines use
+the same numbers.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class Schedule:
+    kind = "base"
+
+    def __call__(self, k, xp=np):  # pragma: no cover
+        raise NotImplementedError
+
+    def breakpoints(self) -> tuple:
+        """Steps where the multiplier jumps (the theory cuts its blocks there)."""
+        return ()
+
+    def peak(self, steps: int | None = None) -> float:
+        """max_k m(k) (over k < steps when given)."""
+        n = 10**6 if steps is None else max(int(steps), 1)
+        k = np.unique(np.concatenate([np.arange(min(n, 4096)), np.geomspace(1, n, 4096).astype(np.int64) - 1,
+                                      np.asarray(self.breakpoints(), dtype=np.int64)]))
+        k = k[(k >= 0) & (k < n)]
+        return float(np.max(self(k)))
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, **{k: v for k, v in self.__dict__.items()}}
+
+
+@dataclass(frozen=True)
+class Constant(Schedule):
+    """m(k) = 1."""
+
+    kind = "constant"
+
+    def __call__(self, k, xp=np):
+        return xp.ones_like(xp.asarray(k, dtype=float))
+
+    def peak(self, steps=None):
+        return 1.0
+
+
+@dataclass(frozen=True)
+class WarmupCosine(Schedule):
+    """Linear warmup then cosine decay:
+    m(k) = (k+1)/warmup for k < warmup; then floor + (1-floor)(1 + cos(pi (k-warmup)/(total-warmup)))/2
+    until k = total; m(k) = floor afterwards."""
+
+    warmup: int
+    total: int
+    floor: float = 0.0
+    kind = "warmup_cosine"
+
+    def __post_init__(self):
+        if int(self.warmup) < 0 or int(self.total) <= int(self.warmup):
+            raise ValueError(f"need 0 <= warmup < total, got warmup={self.warmup}, total={self.total}")
+        if not (0 <= self.floor <= 1):
+            raise ValueError(f"floor must be in [0, 1], got {self.floor}")
+
+    def __call__(self, k, xp=np):
+        k = xp.asarray(k, dtype=float)
+        w, T = float(self.warmup), float(self.total)
+        warm = (k + 1.0) / max(w, 1.0)
+        frac = xp.clip((k - w) / (T - w), 0.0, 1.0)
+        cos = self.floor + (1.0 - self.floor) * 0.5 * (1.0 + xp.cos(math.pi * frac))
+        return xp.where(k < w, warm, cos)
+
+    def peak(self, steps=None):
+        return 1.0
+
+
+@dataclass(frozen=True)
+class PowerDecay(Schedule):
+    """m(k) = (1 + k/k0)^(-power), power >= 0."""
+
+    power: float
+    k0: float = 1.0
+    kind = "power_decay"
+
+    def __post_init__(self):
+        if not (math.isfinite(self.power) and self.power >= 0):
+            raise ValueError(f"power must be finite and >= 0, got {self.power}")
+        if not (math.isfinite(self.k0) and self.k0 > 0):
+            raise ValueError(f"k0 must be finite and > 0, got {self.k0}")
+
+    def __call__(self, k, xp=np):
+        k = xp.asarray(k, dtype=float)
+        return (1.0 + k / self.k0) ** (-self.power)
+
+    def peak(self, steps=None):
+        return 1.0
+
+
+@dataclass(frozen=True)
+class Piecewise(Schedule):
+    """Piecewise constant: m(k) = values[i] for boundaries[i-1] <= k < boundaries[i]
+    (boundaries increasing, len(values) = len(boundaries) + 1)."""
+
+    boundaries: tuple
+    values: tuple
+    kind = "piecewise"
+
+    def __post_init__(self):
+        b = tuple(int(x) for x in self.boundaries)
+        v = tuple(float(x) for x in self.values)
+        if len(v) != len(b) + 1:
+            raise ValueError("Piecewise needs len(values) == len(boundaries) + 1")
+        if any(b2 <= b1 for b1, b2 in zip(b, b[1:])) or (b and b[0] <= 0):
+            raise ValueError("Piecewise boundaries must be positive and strictly increasing")
+        if any(not math.isfinite(x) or x < 0 for x in v):
+            raise ValueError("Piecewise values must be finite and >= 0")
+        object.__setattr__(self, "boundaries", b)
+        object.__setattr__(self, "values", v)
+
+    def __call__(self, k, xp=np):
+        k = xp.asarray(k)
+        idx = xp.zeros(k.shape, dtype=int) if hasattr(k, "shape") else 0
+        for b in self.boundaries:
+            idx = idx + (k >= b)
+        return xp.asarray(self.values, dtype=float)[idx]
+
+    def breakpoints(self):
+        return self.boundaries
+
+    def peak(self, steps=None):
+        if steps is None:
+            return max(self.values)
+        return max(v for v, start in zip(self.values, (0,) + self.boundaries) if start < steps)
+
+
+_KINDS = {c.kind: c for c in (Constant, WarmupCosine, PowerDecay, Piecewise)}
+
+
+def schedule_from_dict(d: dict | None) -> Schedule:
+    if d is None:
+        return Constant()
+    d = dict(d)
+    kind = d.pop("kind")
+    return _KINDS[kind](**d)
