@@ -18,8 +18,8 @@ from .thresholds import EdgeOfStability, edge_of_stability, stability_threshold
 
 
 def plot(*args, **kwargs):
-    """Predicted curve vs simulated mean and band (see ``hdtheory.plot.plot``)."""
-    from .plot import plot as _plot
+    """Predicted curve vs simulated mean and band (see ``hdtheory.plotting.plot``)."""
+    from .plotting import plot as _plot
 
     return _plot(*args, **kwargs)
 

@@ -1,0 +1,102 @@
+"""Problems, noise laws, schedules, grids: constructors, conventions and bad input."""
+import math
+
+import numpy as np
+import pytest
+
+import hdtheory as hd
+from hdtheory.noise import noise_from_dict, parse_noise
+
+
+def test_powerlaw_convention():
+    p = hd.powerlaw(100, alpha=0.75, beta=0.6, noise=hd.Gaussian(0.2))
+    j = np.arange(1, 101)
+    np.testing.assert_allclose(p.eigenvalues, j ** -1.5)
+    np.testing.assert_allclose(p.target, j ** -0.6)
+    assert p.initial_risk == pytest.approx(0.5 * (0.04 + np.sum(j ** (-1.5 - 1.2))))
+
+
+def test_isotropic_and_risk():
+    p = hd.isotropic(50, noise=hd.Rademacher(0.5), target_norm=2.0)
+    assert p.initial_risk == pytest.approx(0.5 * (4.0 + 0.25))
+    assert p.risk(p.target) == pytest.approx(0.125)
+
+
+def test_from_covariance_basis_and_checks():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((6, 6))
+    K = A @ A.T
+    theta = rng.standard_normal(6)
+    p = hd.from_covariance(K, target=theta)
+    np.testing.assert_allclose(p.covariance(), K, atol=1e-12)
+    e = -theta
+    assert p.risk(np.zeros(6)) == pytest.approx(0.5 * e @ K @ e)
+    with pytest.raises(ValueError, match="symmetric"):
+        hd.from_covariance(A, target=theta)
+    with pytest.raises(ValueError, match="semi-definite"):
+        hd.from_covariance(-K, target=theta)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(eigenvalues=[1.0, -1.0], target=[0, 0]), "eigenvalues"),
+    (dict(eigenvalues=[1.0, np.nan], target=[0, 0]), "eigenvalues"),
+    (dict(eigenvalues=[1.0, 2.0], target=[0, 0, 0]), "target"),
+    (dict(eigenvalues=[1.0, 2.0], target=[0, 0], init=[1.0]), "init"),
+    (dict(eigenvalues=[1.0, 2.0], target=[0, np.inf]), "target"),
+    (dict(eigenvalues=[1.0, 2.0], target=[0, 0], noise=0.1), "noise"),
+])
+def test_bad_problem_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        hd.Problem(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs,match", [(dict(lr=0.0), "lr"), (dict(lr=-1.0), "lr"), (dict(lr=np.nan), "lr"),
+                                          (dict(lr=0.1, batch=0), "batch"), (dict(lr=0.1, batch=1.5), "batch")])
+def test_bad_optimizer_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        hd.SGD(**kwargs)
+
+
+@pytest.mark.parametrize("law", [hd.Gaussian(0.3), hd.Rademacher(0.3), hd.StudentT(0.3, 5.0)])
+def test_noise_variance_numpy_and_jax(law):
+    x = law.sample_numpy(np.random.default_rng(0), 400_000)
+    assert np.var(x) == pytest.approx(0.09, rel=0.03)
+    assert noise_from_dict(law.to_dict()) == law
+    import jax
+
+    with jax.enable_x64(True):
+        y = np.asarray(law.sample_jax(jax.random.PRNGKey(0), (400_000,), "float64"))
+    assert np.var(y) == pytest.approx(0.09, rel=0.03)
+
+
+def test_noise_bad_input_and_parse():
+    with pytest.raises(ValueError):
+        hd.Gaussian(-1.0)
+    with pytest.raises(ValueError, match="df"):
+        hd.StudentT(0.1, 2.0)
+    assert parse_noise("student_t:0.2:3") == hd.StudentT(0.2, 3.0)
+    assert parse_noise("rademacher:0.1") == hd.Rademacher(0.1)
+
+
+def test_schedules_numpy_and_jax_agree():
+    import jax.numpy as jnp
+
+    k = np.arange(0, 3000, 7)
+    for s in (hd.Constant(), hd.WarmupCosine(100, 2000, 0.1), hd.PowerDecay(0.7, 50.0),
+              hd.Piecewise((100, 1000), (1.0, 0.5, 0.1))):
+        np.testing.assert_allclose(s(k), np.asarray(s(jnp.asarray(k), jnp)), rtol=1e-6)
+    w = hd.WarmupCosine(100, 2000)
+    assert w(np.array([0]))[0] == pytest.approx(0.01) and w(np.array([99]))[0] == pytest.approx(1.0)
+    assert w(np.array([2000]))[0] == pytest.approx(0.0, abs=1e-12)
+    assert math.isclose(hd.Piecewise((10,), (0.5, 2.0)).peak(), 2.0)
+    with pytest.raises(ValueError):
+        hd.Piecewise((10, 5), (1, 1, 1))
+
+
+def test_step_grid():
+    g = hd.step_grid(10**6)
+    assert g[0] == 0 and g[-1] == 10**6 and np.all(np.diff(g) > 0)
+    assert set(range(21)) <= set(g.tolist())
+    assert hd.step_grid(1).tolist() == [0, 1]
+    with pytest.raises(ValueError):
+        hd.step_grid(0)

@@ -1,0 +1,152 @@
+"""validation: the JAX simulation against the theory (fast cases here; long ones marked slow)."""
+import numpy as np
+import pytest
+
+import hdtheory as hd
+import validation
+
+
+def _concentrated_problem(noise, d=400):
+    """Many modes carry the risk (slowly decaying spectrum), so seed means converge fast."""
+    return hd.powerlaw(d, 0.5, 0.25, noise=noise)
+
+
+def test_simulate_is_reproducible_and_chunk_independent():
+    p = hd.powerlaw(50, 1.0, 0.5, noise=hd.StudentT(0.1, 3))
+    opt = hd.SGD(0.2, batch=2)
+    a = validation.simulate(p, opt, steps=300, seeds=3, key=7)
+    b = validation.simulate(p, opt, steps=300, seeds=3, key=7, chunk=37)
+    c = validation.simulate(p, opt, steps=300, seeds=3, key=8)
+    np.testing.assert_array_equal(a.risk, b.risk)
+    assert not np.allclose(a.risk, c.risk)
+    assert a.risk[:, 0] == pytest.approx(p.initial_risk)
+    np.testing.assert_array_equal(a.steps, hd.step_grid(300))
+
+
+def test_population_risk_is_computed_from_theta():
+    """One SGD step by hand, with the same samples the simulator draws, gives the recorded risk."""
+    import jax
+
+    p = hd.Problem([1.0, 0.5, 0.25], [1.0, -1.0, 0.5], noise=hd.Gaussian(0.1))
+    opt = hd.SGD(0.3, batch=2)
+    sim = validation.simulate(p, opt, grid=[0, 1], seeds=1, key=3)
+    with jax.enable_x64(True):
+        skey = jax.random.split(jax.random.PRNGKey(3), 1)[0]
+        kx, ke = jax.random.split(jax.random.fold_in(skey, 0))
+        x = np.asarray(jax.random.normal(kx, (2, 3), "float64")) * np.sqrt(p.eigenvalues)
+        y = x @ p.target + np.asarray(p.noise.sample_jax(ke, (2,), "float64"))
+    theta = p.init - 0.3 * x.T @ (x @ p.init - y) / 2
+    assert sim.risk[0, 1] == pytest.approx(p.risk(theta), rel=1e-12)
+
+
+@pytest.mark.parametrize("noise", [hd.Gaussian(0.3), hd.Rademacher(0.3), hd.StudentT(0.3, 5.0)])
+def test_theory_matches_simulation_diagonal(noise):
+    p = _concentrated_problem(noise)
+    opt = hd.SGD(0.5 * hd.stability_threshold(p, hd.SGD(1.0, batch=4)), batch=4)
+    grid = hd.step_grid(1000, per_decade=10)
+    rep = validation.compare(hd.solve(p, opt, grid=grid), validation.simulate(p, opt, grid=grid, seeds=32, key=1))
+    assert rep.ok, rep.summary()
+    assert rep.median_rel_error < 0.05, rep.summary()
+
+
+def test_theory_matches_simulation_student_t3():
+    """t(3) noise has an infinite fourth moment, so a seed's risk has infinite variance and the
+    SEM band of ``compare`` is not a valid confidence band (measured: 90% in band at 256 seeds while
+    the error shrinks, 19% -> 6% max, 3.4% -> 1.4% median, from 32 to 256 seeds). The expected risk
+    still depends on the law only through sigma^2 (sgd.md §1.1); check the seed mean's error."""
+    p = _concentrated_problem(hd.StudentT(0.3, 3.0))
+    opt = hd.SGD(0.5 * hd.stability_threshold(p, hd.SGD(1.0, batch=4)), batch=4)
+    grid = hd.step_grid(1000, per_decade=10)
+    rep = validation.compare(hd.solve(p, opt, grid=grid), validation.simulate(p, opt, grid=grid, seeds=128, key=2))
+    assert rep.median_rel_error < 0.03, rep.summary()
+    assert rep.max_rel_error < 0.15, rep.summary()
+
+
+def test_theory_matches_simulation_dense_K():
+    rng = np.random.default_rng(2)
+    d = 200
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    lam = 1.0 / np.sqrt(np.arange(1, d + 1))
+    p = hd.from_covariance((Q * lam) @ Q.T, target=Q @ (np.ones(d) / np.sqrt(d)), noise=hd.Gaussian(0.2))
+    opt = hd.SGD(0.6 * hd.stability_threshold(p, hd.SGD(1.0, batch=1)))
+    grid = hd.step_grid(1000, per_decade=10)
+    rep = validation.compare(hd.solve(p, opt, grid=grid), validation.simulate(p, opt, grid=grid, seeds=32, key=2))
+    assert rep.ok, rep.summary()
+    assert rep.median_rel_error < 0.05, rep.summary()
+
+
+def test_theory_matches_simulation_with_schedule():
+    p = _concentrated_problem(hd.Gaussian(0.3))
+    opt = hd.SGD(0.8 * hd.stability_threshold(p, hd.SGD(1.0, batch=2)), batch=2,
+                 schedule=hd.WarmupCosine(50, 800, 0.05))
+    grid = hd.step_grid(800, per_decade=10)
+    rep = validation.compare(hd.solve(p, opt, grid=grid), validation.simulate(p, opt, grid=grid, seeds=32, key=3))
+    assert rep.ok, rep.summary()
+
+
+def test_compare_refuses_different_grids_and_flags_mismatch():
+    p = hd.powerlaw(30, 1.0, 0.5, noise=hd.Gaussian(0.1))
+    opt = hd.SGD(0.2)
+    sim = validation.simulate(p, opt, steps=100, seeds=2)
+    with pytest.raises(ValueError, match="grid"):
+        validation.compare(hd.solve(p, opt, steps=200), sim)
+    # a wrong prediction is not ok
+    wrong = hd.solve(p, hd.SGD(0.02), steps=100)
+    assert not validation.compare(wrong, sim).ok
+
+
+def test_simulation_divergence_is_inf_not_nan():
+    p = hd.powerlaw(30, 1.0, 0.5, noise=hd.Gaussian(0.1))
+    lr = 5 * hd.stability_threshold(p, hd.SGD(1.0))
+    sim = validation.simulate(p, hd.SGD(lr), steps=3000, seeds=2)
+    assert not np.any(np.isnan(sim.risk)) and np.all(sim.diverged)
+    rep = validation.compare(hd.solve(p, hd.SGD(lr), steps=3000), sim)
+    assert not rep.ok
+
+
+def test_bad_simulate_input():
+    p = hd.powerlaw(10, 1.0, 0.5)
+    with pytest.raises(ValueError, match="seeds"):
+        validation.simulate(p, hd.SGD(0.1), steps=10, seeds=0)
+    with pytest.raises(ValueError, match="steps"):
+        validation.simulate(p, hd.SGD(0.1), steps=0)
+
+
+V2 = hd.Problem(1.0 / np.arange(1, 101), np.full(100, 0.03), noise=hd.Gaussian(0.1))
+
+
+def test_empirical_threshold_v2_batch1():
+    """sgd.md V2, B = 1 (trace-limited edge). Measured: ratio 1.023."""
+    lr_t = hd.stability_threshold(V2, hd.SGD(1.0, batch=1))
+    res = validation.empirical_threshold(V2, hd.SGD(1.0, batch=1), steps=20000, seeds=8, key=0, full=True)
+    assert abs(res.lr / lr_t - 1) < 0.05, (res, lr_t)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("d,B,steps", [
+    (400, 4, 4000),
+    pytest.param(100, 32, 4000, marks=pytest.mark.xfail(strict=True, reason=(
+        "lambda_max-bound regime: one mode binds and does not self-average, so typical runs diverge near the "
+        "GD edge 2/lambda_max (measured 2.020) while the mean square diverges at 1.873 (+7.9%); sgd.md V2's "
+        "'within 5%' does not hold here for a median-of-runs criterion"))),
+])
+def test_empirical_threshold_slow(d, B, steps):
+    """Typical runs diverge slightly above the mean-square threshold at small d (the mean is carried by
+    rare runs): measured 1.06 at V2 (d = 100) with B = 4, 1.039 at d = 400 with B = 4."""
+    P = hd.Problem(1.0 / np.arange(1, d + 1), np.full(d, 0.3 / np.sqrt(d)), noise=hd.Gaussian(0.1))
+    lr_t = hd.stability_threshold(P, hd.SGD(1.0, batch=B))
+    lr_e = validation.empirical_threshold(P, hd.SGD(1.0, batch=B), steps=steps, seeds=8, key=0)
+    assert abs(lr_e / lr_t - 1) < 0.05, (lr_e, lr_t)
+
+
+@pytest.mark.slow
+def test_error_shrinks_with_d():
+    """Seed-mean agreement on the same relative problem at growing d (sgd.md §5.5 item 4)."""
+    errs = []
+    for d in (100, 1600):
+        p = hd.powerlaw(d, 0.5, 0.25, noise=hd.Gaussian(0.3))
+        opt = hd.SGD(0.5 * hd.stability_threshold(p, hd.SGD(1.0, batch=4)), batch=4)
+        grid = hd.step_grid(500, per_decade=10)
+        sim = validation.simulate(p, opt, grid=grid, seeds=8, key=0)
+        errs.append(np.median(sim.risk.std(axis=0) / sim.risk.mean(axis=0)))
+    assert errs[1] < errs[0] / 2

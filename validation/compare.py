@@ -1,0 +1,95 @@
+"""``validation.compare``: the distance between a predicted curve and a simulation.
+
+The theory predicts the *expected* risk, so it is compared with the seeds' mean. By default the
+comparison is on the excess risk (R - sigma^2/2, exact on both sides since the simulation evaluates
+the population risk from theta), which does not let a large noise floor hide an error. Per point:
+
+* relative error  |mean_sim - theory| / theory;
+* in band         |mean_sim - theory| <= z * SEM (the seeds' confidence band, Monte-Carlo error alone);
+* agrees          in band, or relative error <= rtol (finite-d and finite-seed tolerance).
+
+Verdict ``ok``: at least ``min_fraction`` of the points agree and the divergence status matches
+(a diverged curve compared with finite runs, or the reverse, is never ok).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Agreement:
+    steps: np.ndarray
+    theory: np.ndarray
+    mean: np.ndarray
+    sem: np.ndarray
+    rel_error: np.ndarray
+    in_band: np.ndarray
+    agrees: np.ndarray
+    ok: bool
+    message: str
+
+    @property
+    def inband_fraction(self) -> float:
+        return float(np.mean(self.in_band))
+
+    @property
+    def agree_fraction(self) -> float:
+        return float(np.mean(self.agrees))
+
+    @property
+    def max_rel_error(self) -> float:
+        return float(np.max(self.rel_error))
+
+    @property
+    def median_rel_error(self) -> float:
+        return float(np.median(self.rel_error))
+
+    def summary(self) -> str:
+        return (f"{'OK' if self.ok else 'NOT OK'}: {self.steps.size} points, max rel. error "
+                f"{self.max_rel_error:.3%}, median {self.median_rel_error:.3%}, in the seeds' band "
+                f"{self.inband_fraction:.0%}, agreeing {self.agree_fraction:.0%}. {self.message}")
+
+    def __str__(self):
+        return self.summary()
+
+
+def compare(curve, sim, *, rtol: float = 0.05, z: float = 3.0, min_fraction: float = 0.95,
+            quantity: str = "excess") -> Agreement:
+    """Compare a ``RiskCurve`` with a ``SimulatedRisk`` recorded on the same grid.
+
+    Raises ValueError if the grids differ (a diverged curve may be a prefix of the simulation grid:
+    the points it has are compared and the verdict is not ok)."""
+    if quantity not in ("excess", "risk"):
+        raise ValueError("quantity must be 'excess' or 'risk'")
+    n = curve.steps.size
+    if n > sim.steps.size or not np.array_equal(curve.steps, sim.steps[:n]) or (
+            n < sim.steps.size and not curve.diverged):
+        raise ValueError("curve and simulation are on different step grids; build both from the same grid "
+                         "(hd.step_grid(steps) or an explicit grid=...)")
+    shift = 0.5 * sim.sigma2 if quantity == "excess" else 0.0
+    theory = curve.risk - (0.5 * curve.sigma2 if quantity == "excess" else 0.0)
+    runs = sim.risk[:, :n] - shift
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean = runs.mean(axis=0)
+        sem = sim.sem[:n]
+        diff = np.abs(mean - theory)
+        rel = np.where(theory > 0, diff / np.where(theory > 0, theory, 1.0), np.where(diff > 0, np.inf, 0.0))
+        rel = np.where(np.isfinite(rel), rel, np.inf)
+        in_band = np.isfinite(diff) & (diff <= z * sem)
+    agrees = in_band | (rel <= rtol)
+    frac = float(np.mean(agrees))
+    sim_div = bool(np.any(sim.diverged))
+    msgs = []
+    ok = frac >= min_fraction
+    if curve.status == "diverged":
+        ok = False
+        msgs.append(f"theory diverged at step {curve.diverged_step}")
+    if sim_div:
+        msgs.append(f"{int(np.sum(sim.diverged))} of {sim.seeds} seeds diverged")
+        ok = ok and curve.diverged
+    if not msgs:
+        msgs.append(f"criterion: within {z:g} SEM or {rtol:.0%} at >= {min_fraction:.0%} of points")
+    return Agreement(steps=curve.steps, theory=theory, mean=mean, sem=sem, rel_error=rel, in_band=in_band,
+                     agrees=agrees, ok=bool(ok), message="; ".join(msgs))

@@ -1,0 +1,39 @@
+"""Simulation modules: one JAX update rule per optimizer, registered by optimizer type.
+
+A simulation module is a pure init/update pair over a fixed pytree state (optax's shape):
+
+* ``init(theta0, opt) -> state``
+* ``update(theta, state, key, lr, sample, opt) -> (theta, state)``: one update (covering ``span``
+  inner steps), where ``lr`` is the scheduled step size of this update and ``sample(key, n)`` returns
+  a fresh batch ``(x (n, d), y (n,))`` from the problem.
+
+``opt`` arrives with ``lr = 1.0`` (the driver passes the traced step size separately, so a sweep over
+lr compiles once).
+"""
+from __future__ import annotations
+
+_SIMS: dict = {}
+
+
+class Simulation:
+    span: int = 1
+
+    def init(self, theta0, opt):
+        return ()
+
+    def update(self, theta, state, key, lr, sample, opt):  # pragma: no cover
+        raise NotImplementedError
+
+
+def register(opt_cls, sim: Simulation):
+    _SIMS[opt_cls] = sim
+
+
+def simulation_for(opt) -> Simulation:
+    try:
+        return _SIMS[type(opt)]
+    except KeyError:
+        raise ValueError(f"no simulation registered for optimizer {opt!r}") from None
+
+
+from . import sgd  # noqa: E402,F401  (registers itself)

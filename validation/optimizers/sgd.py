@@ -1,0 +1,16 @@
+"""SGD update on real samples: theta <- theta - lr (1/B) sum_b x_b (<x_b, theta> - y_b) (DESIGN.md)."""
+from __future__ import annotations
+
+from hdtheory.optimizers.sgd import SGD
+
+from . import Simulation, register
+
+
+class SGDSimulation(Simulation):
+    def update(self, theta, state, key, lr, sample, opt):
+        x, y = sample(key, opt.batch)
+        grad = x.T @ (x @ theta - y) / opt.batch  # averaged minibatch gradient
+        return theta - lr * grad, state
+
+
+register(SGD, SGDSimulation())

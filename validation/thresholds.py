@@ -1,0 +1,81 @@
+"""``validation.empirical_threshold``: the divergence lr found with real runs, by bisection.
+
+A run at lr "diverges" when the seeds' median risk grows by more than ``growth`` between half the
+horizon and the horizon (or stops being finite). Below the mean-square threshold the risk settles to
+a floor (ratio ~ 1); above it, it grows like q^k with q the spectral radius of the step map
+(research/sgd.md §1.5), so the horizon must be >> 1/log q near the threshold (V2: q = 1.000466 at
+1.01 lr* for B = 1, i.e. ~2150 steps per e-fold). The search starts from ``lr0`` (default the
+closed-form lower bound 2B / (tr K + (B + 1) lambda_max), which uses no solver), doubles or halves to
+a bracket, then bisects in log lr until hi/lo <= 1 + rtol. Independent of the theory's solver.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .simulate import simulate
+
+
+@dataclass(frozen=True)
+class EmpiricalThreshold:
+    lr: float   # geometric mean of the final bracket
+    lo: float   # largest lr seen to be stable
+    hi: float   # smallest lr seen to diverge
+    evaluations: int
+
+
+def _default_lr0(problem, opt) -> float:
+    B = getattr(opt, "batch", 1)
+    return 2.0 * B / (problem.trace + (B + 1.0) * problem.lambda_max)
+
+
+def empirical_threshold(problem, opt, steps: int = 20000, seeds: int = 8, key=0, *, rtol: float = 0.01,
+                        growth: float = 10.0, lr0: float | None = None, max_evals: int = 40,
+                        progress: bool = False, full: bool = False):
+    """Largest lr at which real runs of ``opt`` (other hyperparameters fixed) do not diverge.
+
+    Returns the lr (float), or ``EmpiricalThreshold`` with the bracket when ``full=True``."""
+    if steps < 4:
+        raise ValueError("steps must be >= 4")
+    grid = np.array([0, steps // 2, steps], dtype=np.int64)
+    evals = 0
+
+    def diverges(lr):
+        nonlocal evals
+        evals += 1
+        sim = simulate(problem, opt.with_lr(lr), grid=grid, seeds=seeds, key=key)
+        mid, end = np.median(sim.risk[:, 1]), np.median(sim.risk[:, 2])
+        return not (np.isfinite(end) and np.isfinite(mid)) or end > growth * mid
+
+    lr = float(lr0 if lr0 is not None else _default_lr0(problem, opt))
+    lo, hi = None, None
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=None, desc="empirical threshold", unit="run", leave=False)
+    while (lo is None or hi is None) and evals < max_evals:
+        if diverges(lr):
+            hi = lr
+            lr /= 2.0
+        else:
+            lo = lr
+            lr *= 2.0
+        if bar:
+            bar.update()
+    while lo is not None and hi is not None and hi / lo > 1.0 + rtol and evals < max_evals:
+        mid = math.sqrt(lo * hi)
+        if diverges(mid):
+            hi = mid
+        else:
+            lo = mid
+        if bar:
+            bar.update()
+    if bar:
+        bar.close()
+    if lo is None or hi is None:
+        raise RuntimeError(f"could not bracket the divergence lr in {max_evals} runs (lo={lo}, hi={hi})")
+    res = EmpiricalThreshold(lr=math.sqrt(lo * hi), lo=lo, hi=hi, evaluations=evals)
+    return res if full else res.lr
