@@ -21,8 +21,15 @@ import numpy as np
 
 
 @nb.njit(cache=True)
-def block_powers(am1, n, an, S0, S1):
-    """Fill a^n, S0, S1 (see module docstring) for every mode."""
+def log_multipliers(am1, ell):
+    """ell_j = log1p(am1_j) where a_j > 0 (NaN where a_j <= 0: those use signed powers)."""
+    for j in range(am1.shape[0]):
+        ell[j] = math.log1p(am1[j]) if am1[j] > -1.0 else np.nan
+
+
+@nb.njit(cache=True)
+def block_powers(am1, ell_in, n, an, S0, S1):
+    """Fill a^n, S0, S1 (see module docstring) for every mode; ``ell_in`` from ``log_multipliers``."""
     nf = float(n)
     p1 = nf * (nf - 1.0) / 2.0
     p2 = (nf - 1.0) * nf * (2.0 * nf - 1.0) / 6.0
@@ -31,7 +38,7 @@ def block_powers(am1, n, an, S0, S1):
     for j in range(am1.shape[0]):
         x = am1[j]
         if x > -1.0:
-            ell = math.log1p(x)
+            ell = ell_in[j]
             t = nf * ell
             if abs(t) < 1e-3:
                 l2 = ell * ell / 2.0
@@ -67,3 +74,55 @@ def block_apply(an, S0, S1, f, h, s_in, s_out, n, E0, E1, W, c0, z):
         for j in range(s_out.shape[0]):
             acc += W[r, j] * s_out[j]
         z[r] = acc
+
+
+@nb.njit(cache=True)
+def run_blocks(am1, ell, f, h, s, W, c0, k, k_stop, k_ref, delta, span, grid, rec, i, cap):
+    """Fused block loop for coefficients fixed over [k, k_stop) (lr constant there, coefficients
+    independent of the scalars): blocks of n = floor(delta (k - k_ref)) steps (at least one update,
+    never past the next record step), each with its end value E1 solved exactly (see
+    ``hdtheory.solve._Blocks._pass``); records rec[i] = E/2 at grid[i]. Updates s in place.
+
+    Returns (k, i, diverged): diverged = 1 when E passed ``cap`` or stopped being finite."""
+    size = s.shape[0]
+    an = np.empty(size)
+    S0 = np.empty(size)
+    S1 = np.empty(size)
+    s_new = np.empty(size)
+    z = np.empty(W.shape[0])
+    E0 = c0[0]
+    for j in range(size):
+        E0 += W[0, j] * s[j]
+    n_prev = -1
+    beta = 0.0
+    while k < k_stop:
+        n = int(delta * (k - k_ref)) // span * span
+        if n < span:
+            n = span
+        lim = grid[i] - k if i < grid.shape[0] else k_stop - k
+        if k_stop - k < lim:
+            lim = k_stop - k
+        if n > lim:
+            n = lim
+        nu = n // span
+        if nu != n_prev:
+            block_powers(am1, ell, nu, an, S0, S1)
+            beta = 0.0
+            for j in range(size):
+                beta += W[0, j] * h[j] * S1[j]
+            beta /= nu
+            n_prev = nu
+        block_apply(an, S0, S1, f, h, s, s_new, nu, E0, E0, W, c0, z)
+        if beta < 1.0:
+            E1 = (z[0] - beta * E0) / (1.0 - beta)
+            block_apply(an, S0, S1, f, h, s, s_new, nu, E0, E1, W, c0, z)
+        for j in range(size):
+            s[j] = s_new[j]
+        k += n
+        E0 = z[0]
+        if not (E0 <= cap):
+            return k, i, 1
+        if i < grid.shape[0] and k == grid[i]:
+            rec[i] = 0.5 * E0
+            i += 1
+    return k, i, 0

@@ -15,6 +15,10 @@ import numpy as np
 
 class Schedule:
     kind = "base"
+    #: True only for a schedule whose multiplier is 1 at every step (lets solvers skip lr probes)
+    constant = False
+    #: True when the multiplier changes only at ``breakpoints()``
+    piecewise_constant = False
 
     def __call__(self, k, xp=np):  # pragma: no cover
         raise NotImplementedError
@@ -40,6 +44,8 @@ class Constant(Schedule):
     """m(k) = 1."""
 
     kind = "constant"
+    constant = True
+    piecewise_constant = True
 
     def __call__(self, k, xp=np):
         return xp.ones_like(xp.asarray(k, dtype=float))
@@ -107,6 +113,7 @@ class Piecewise(Schedule):
     boundaries: tuple
     values: tuple
     kind = "piecewise"
+    piecewise_constant = True
 
     def __post_init__(self):
         b = tuple(int(x) for x in self.boundaries)

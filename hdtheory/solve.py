@@ -28,7 +28,7 @@ import numpy as np
 
 from . import __version__
 from .grid import as_grid
-from .kernels import block_apply, block_powers
+from .kernels import block_apply, block_powers, log_multipliers, run_blocks
 from .optimizers import theory_for
 from .problems import Problem
 from .results import RiskCurve
@@ -78,28 +78,43 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
     k, i = 0, 1
     status, dstep, message = "ok", None, ""
     blk = _Blocks(theory, st, opt, correctors) if use_blocks else None
+    # fused Numba block loop when the coefficients are fixed between breakpoints
+    fused = use_blocks and not theory.scalar_dependent and opt.sched.piecewise_constant
     k_block = span * max(2, int(math.ceil(2.0 / delta)))  # first step where floor(delta k) >= 2 spans
 
     while i < g.size:
         target = int(g[i])
         k_ref = int(breakpoints[breakpoints <= k][-1]) if np.any(breakpoints <= k) else 0
-        n = 0
-        if use_blocks and k - k_ref >= k_block:
-            n = _block_length(k, k_ref, target, delta, span, breakpoints, opt)
-        if n >= 2 * span:
-            z = blk.advance(k, n, z)
-            k += n
-            ok = bool(np.isfinite(z[0]) and z[0] <= cap_E)
-        else:
-            m = target - k
-            if use_blocks:
-                m = min(m, max(k_ref + k_block - k, span))
-            m = max(span, min(m, _EXACT_CHUNK - _EXACT_CHUNK % span))
-            done = theory.exact(st, opt, k, np.ascontiguousarray(opt.lr_at(np.arange(k, k + m)), dtype=np.float64),
-                                cap_E)
-            k += done
+        late = use_blocks and k - k_ref >= k_block
+        nxt = breakpoints[breakpoints > k]
+        k_stop = min(int(nxt[0]) if nxt.size else int(g[-1]), int(g[-1]))
+        k_stop -= (k_stop - k) % span
+        if late and fused and k_stop > k:
+            # coefficients fixed until the next breakpoint: one fused Numba call records every point there
+            lr = float(opt.lr_at(np.array([k]))[0])
+            am1, ell, f, h = blk.coefficients(lr, z)
+            k, i, div = run_blocks(am1, ell, f, h, st.s, st.W, st.c0, k, k_stop, k_ref, delta, span, g, risk, i,
+                                   cap_E)
             z = st.scalars()
-            ok = done == m and bool(np.isfinite(z[0]) and z[0] <= cap_E)
+            ok = not div
+            if ok:
+                continue
+        else:
+            n = _block_length(k, k_ref, target, delta, span, breakpoints, opt) if late else 0
+            if n >= 2 * span:
+                z = blk.advance(k, n, z)
+                k += n
+                ok = bool(np.isfinite(z[0]) and z[0] <= cap_E)
+            else:
+                m = target - k
+                if use_blocks:
+                    m = min(m, max(k_ref + k_block - k, span))
+                m = max(span, min(m, _EXACT_CHUNK - _EXACT_CHUNK % span))
+                lr_seq = np.ascontiguousarray(opt.lr_at(np.arange(k, k + m)), dtype=np.float64)
+                done = theory.exact(st, opt, k, lr_seq, cap_E)
+                k += done
+                z = st.scalars()
+                ok = done == m and bool(np.isfinite(z[0]) and z[0] <= cap_E)
         if not ok:
             status, dstep = "diverged", k
             message = (f"the risk passed {cap:g} x max(E(0), sigma^2) or stopped being finite at step {k}"
@@ -130,7 +145,7 @@ def _block_length(k, k_ref, target, delta, span, breakpoints, opt) -> int:
     if nxt.size:
         n = min(n, int(nxt[0]) - k)
     # halve until the lr changes by at most a fraction delta inside the block
-    while n >= 2 * span:
+    while n >= 2 * span and not opt.sched.constant:
         l0, l1 = opt.lr_at(np.array([k, k + n - 1], dtype=np.float64))
         if abs(l1 - l0) <= delta * max(abs(l0), abs(l1)):
             break
@@ -150,11 +165,16 @@ class _Blocks:
         self._key = None
         self._coef = None
 
-    def _coefficients(self, lr, zc):
+    def coefficients(self, lr, zc):
+        """(am1, log1p(am1), f, h), cached while lr is unchanged and the module's coefficients do not
+        depend on the scalars."""
         cacheable = np.ndim(lr) == 0 and not self.theory.scalar_dependent
         if not cacheable or self._key != lr:
-            self._coef = tuple(np.ascontiguousarray(np.broadcast_to(c, self.st.s.shape), dtype=np.float64)
-                               for c in self.theory.affine(self.st, self.opt, lr, zc))
+            am1, f, h = (np.ascontiguousarray(np.broadcast_to(c, self.st.s.shape), dtype=np.float64)
+                         for c in self.theory.affine(self.st, self.opt, lr, zc))
+            ell = np.empty_like(am1)
+            log_multipliers(am1, ell)
+            self._coef = (am1, ell, f, h)
             self._key = lr if cacheable else None
         return self._coef
 
@@ -171,13 +191,13 @@ class _Blocks:
         that equilibrate within the block); holding lr_mid for them leaves an O(delta) error."""
         st = self.st
         lr_mid, l0, l1 = lr
-        am1, f, h = self._coefficients(lr_mid, zc)
-        block_powers(am1, nu, self.an, self.S0, self.S1)
+        am1, ell, f, h = self.coefficients(lr_mid, zc)
+        block_powers(am1, ell, nu, self.an, self.S0, self.S1)
         if l1 != l0:
             t = self.S1 / np.maximum(self.S0, 1e-300) / max(nu - 1, 1)
             an = self.an.copy()
-            am1, f, h = self._coefficients(l0 + (l1 - l0) * np.clip(t, 0.0, 1.0), zc)
-            block_powers(am1, nu, self.an, self.S0, self.S1)
+            am1, ell, f, h = self.coefficients(l0 + (l1 - l0) * np.clip(t, 0.0, 1.0), zc)
+            block_powers(am1, ell, nu, self.an, self.S0, self.S1)
             self.an[:] = an
         E0 = float(z0[0])
         block_apply(self.an, self.S0, self.S1, f, h, st.s, self.s_new, nu, E0, E0, st.W, st.c0, self.z1)
@@ -191,7 +211,10 @@ class _Blocks:
     def advance(self, k, n, z0):
         """Advance n steps (n/span updates) from scalars z0; returns the new scalars."""
         nu = n // self.theory.span
-        lr = tuple(float(x) for x in self.opt.lr_at(np.array([k + (n - 1) / 2.0, k, k + n - 1])))
+        if self.opt.sched.constant:
+            lr = (self.opt.lr,) * 3
+        else:
+            lr = tuple(float(x) for x in self.opt.lr_at(np.array([k + (n - 1) / 2.0, k, k + n - 1])))
         self._pass(lr, z0, nu, z0)
         if self.theory.scalar_dependent:
             w = (nu - 1.0) / (2.0 * nu)
