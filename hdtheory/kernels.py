@@ -79,8 +79,8 @@ def block_apply(an, S0, S1, f, h, s_in, s_out, n, E0, E1, W, c0, z):
 @nb.njit(cache=True)
 def run_blocks(am1, ell, f, h, s, W, c0, k, k_stop, k_ref, delta, span, grid, rec, i, cap):
     """Fused block loop for coefficients fixed over [k, k_stop) (lr constant there, coefficients
-    independent of the scalars): blocks of n = floor(delta (k - k_ref)) steps (at least one update,
-    never past the next record step), each with its end value E1 solved exactly (see
+    independent of the scalars): blocks of n steps, n the largest power of two (in updates) with
+    n <= delta (k - k_ref) (at least one update, never past the next record step), each with its end value E1 solved exactly (see
     ``hdtheory.solve._Blocks._pass``); records rec[i] = E/2 at grid[i]. Updates s in place.
 
     Returns (k, i, diverged): diverged = 1 when E passed ``cap`` or stopped being finite."""
@@ -96,9 +96,13 @@ def run_blocks(am1, ell, f, h, s, W, c0, k, k_stop, k_ref, delta, span, grid, re
     n_prev = -1
     beta = 0.0
     while k < k_stop:
-        n = int(delta * (k - k_ref)) // span * span
-        if n < span:
-            n = span
+        # block length: the largest power of two (in updates) <= delta (k - k_ref), so that runs of equal
+        # blocks reuse a^n, S0, S1 (computing them costs one expm1 per mode)
+        target_n = delta * (k - k_ref) / span
+        nu_q = 1
+        while nu_q * 2 <= target_n:
+            nu_q *= 2
+        n = nu_q * span
         lim = grid[i] - k if i < grid.shape[0] else k_stop - k
         if k_stop - k < lim:
             lim = k_stop - k
