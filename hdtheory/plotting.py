@@ -7,7 +7,8 @@ import numpy as np
 
 def plot(curve, sim=None, ax=None, *, excess: bool = True, label: str | None = None, color=None, z: float = 2.0):
     """Plot a ``RiskCurve`` (line) and optionally a ``SimulatedRisk`` (seed mean +- z SEM band, and the
-    10-90% quantiles of single runs, dotted). Step 0 is drawn at x = 1 is skipped (log axis)."""
+    10-90% quantiles of single runs, dotted). Step 0 is skipped (log axis); where the band reaches below 0
+    it is not drawn."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -28,7 +29,9 @@ def plot(curve, sim=None, ax=None, *, excess: bool = True, label: str | None = N
             lo, hi = np.quantile(runs, [0.1, 0.9], axis=0)
         ax.plot(sim.steps[ms], mean[ms], "o", ms=3, color=c, alpha=0.8,
                 label=f"{name} simulation, mean of {sim.seeds} seeds")
-        ax.fill_between(sim.steps[ms], np.maximum(mean - z * sem, 1e-300)[ms], (mean + z * sem)[ms], color=c,
+        low = mean - z * sem
+        low = np.where(low > 0, low, np.nan)  # a band reaching below 0 cannot be drawn on a log axis: leave a gap
+        ax.fill_between(sim.steps[ms], low[ms], (mean + z * sem)[ms], color=c,
                         alpha=0.25, lw=0, label=f"mean $\\pm$ {z:g} SEM")
         ax.plot(sim.steps[ms], lo[ms], ":", color=c, lw=1, alpha=0.7)
         ax.plot(sim.steps[ms], hi[ms], ":", color=c, lw=1, alpha=0.7, label="10-90% of single runs")

@@ -19,10 +19,10 @@ import validation
 prob = hd.powerlaw(d=500, alpha=0.75, beta=0.5, noise=hd.Gaussian(0.1))
 lr_star = hd.stability_threshold(prob, hd.SGD(lr=1.0, batch=4))
 print(f"d={prob.d}, tr K={prob.trace:.3f}, lambda_max={prob.lambda_max:.3f}, lr* (B=4) = {lr_star:.4f}")"""),
-    ("md", "## Risk curves at three learning rates (B = 4), theory vs 16 seeds"),
+    ("md", "## Risk curves at two learning rates (B = 4), theory vs 16 seeds"),
     ("code", """grid = hd.step_grid(2000, per_decade=15)
 fig, ax = plt.subplots(figsize=(7, 4.5))
-for frac, color in [(0.2, "C0"), (0.5, "C1"), (0.9, "C3")]:
+for frac, color in [(0.2, "C0"), (0.5, "C1")]:
     opt = hd.SGD(lr=frac * lr_star, batch=4)
     curve = hd.solve(prob, opt, grid=grid)
     sim = validation.simulate(prob, opt, grid=grid, seeds=16, key=0)
@@ -30,6 +30,24 @@ for frac, color in [(0.2, "C0"), (0.5, "C1"), (0.9, "C3")]:
     print(f"lr = {frac:.1f} lr*: {rep.summary()}")
     hd.plot(curve, sim, ax=ax, label=f"lr={frac:.1f} lr*", color=color)
 ax.set_title("SGD, power-law problem, B = 4");"""),
+    ("md", """## Near the edge the expected risk is carried by rare runs
+
+`hd.solve` predicts the *expected* risk. Close to the stability threshold a run's noise is amplified by
+$1/(1-\\|\\mathcal K\\|)$ and, at finite d, the expectation is dominated by a few large runs: the seed mean converges slowly
+and a typical (median) run sits well below the prediction. Measured on a GPU for this problem at 0.9 lr*: theory/mean
+was about 2 with 16 seeds, 1.3 with 256 and 1.0-1.3 with 4096, while theory/median stayed about 2.5-3 (about 6 at
+0.97 lr*). `compare` flags this through `skew` (mean/median of the runs)."""),
+    ("code", """opt = hd.SGD(lr=0.9 * lr_star, batch=4)
+curve = hd.solve(prob, opt, grid=grid)
+for seeds in (16, 128):
+    sim = validation.simulate(prob, opt, grid=grid, seeds=seeds, key=1)
+    rep = validation.compare(curve, sim)
+    late = sim.steps >= 100
+    mean_ratio = np.median(curve.excess_risk[late] / sim.excess_risk[:, late].mean(axis=0))
+    median_ratio = np.median(curve.excess_risk[late] / np.median(sim.excess_risk[:, late], axis=0))
+    print(f"{seeds:4d} seeds: theory/mean {mean_ratio:.2f}, theory/median {median_ratio:.2f}, skew {rep.skew:.2f}, verdict {'OK' if rep.ok else 'NOT OK'}")
+ax = hd.plot(curve, sim)
+ax.set_title("0.9 lr*: the mean of 128 seeds vs the expected-risk prediction");"""),
     ("md", "## Long horizons cost what short ones do: $10^8$ steps, theory only"),
     ("code", """import time
 fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -61,9 +79,11 @@ for B in (1, 4, 32, 256):
     ("md", """### Checked with real runs
 
 `validation.empirical_threshold` bisects on lr with real JAX runs: a run diverges when the seeds' median risk grows
-more than 10x between half the horizon and the horizon. The theory's threshold is the *mean-square* one; at small d
-a typical run diverges slightly later than the mean (the mean is carried by rare runs), so the empirical edge sits a
-few percent above it at d = 100 and closes in as d grows."""),
+more than 10x between half the horizon and the horizon. The theory's threshold is the *mean-square* one, and a typical
+run diverges later than the mean (the same rare-run effect as above). Measured: +2.3% at B = 1 (d = 100), +6% at
+B = 4 (d = 100), +3.9% at B = 4 with d = 400 (the gap closes as d grows in the trace-bound regime); in the
+$\\lambda_{\\max}$-bound regime (B = 32) one mode binds, does not self-average at any d, and typical runs follow the GD
+edge $2/\\lambda_{\\max}$ instead (+8 to +10%)."""),
     ("code", """for B in (4, 32):
     lr_t = hd.stability_threshold(v2, hd.SGD(1.0, batch=B))
     res = validation.empirical_threshold(v2, hd.SGD(1.0, batch=B), steps=3000, seeds=8, key=0, rtol=0.02, full=True)

@@ -100,3 +100,14 @@ def test_step_grid():
     assert hd.step_grid(1).tolist() == [0, 1]
     with pytest.raises(ValueError):
         hd.step_grid(0)
+
+
+def test_problem_dict_roundtrip():
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((5, 5))
+    p = hd.from_covariance(A @ A.T, target=rng.standard_normal(5), init=rng.standard_normal(5),
+                           noise=hd.StudentT(0.2, 4.0))
+    q = hd.Problem.from_dict(p.to_dict(arrays=True))
+    for name in ("eigenvalues", "target", "init", "basis"):
+        np.testing.assert_array_equal(getattr(q, name), getattr(p, name))
+    assert q.noise == p.noise and q.initial_risk == p.initial_risk

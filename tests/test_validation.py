@@ -95,6 +95,28 @@ def test_compare_refuses_different_grids_and_flags_mismatch():
     assert not validation.compare(wrong, sim).ok
 
 
+def test_simulated_risk_save_load(tmp_path):
+    p = hd.powerlaw(20, 1.0, 0.5, noise=hd.Rademacher(0.1))
+    sim = validation.simulate(p, hd.SGD(0.3, batch=2), steps=50, seeds=3, key=4)
+    back = validation.SimulatedRisk.load(sim.save(tmp_path / "s.npz"))
+    np.testing.assert_array_equal(back.risk, sim.risk)
+    np.testing.assert_array_equal(back.steps, sim.steps)
+    assert back.sigma2 == sim.sigma2 and back.meta["seeds"] == 3
+
+
+def test_compare_flags_heavily_skewed_runs():
+    """Near the edge the runs are skewed (mean >> median); compare says so instead of only NOT OK."""
+    p = hd.powerlaw(200, 0.75, 0.5, noise=hd.Gaussian(0.1))
+    opt = hd.SGD(0.97 * hd.stability_threshold(p, hd.SGD(1.0, batch=4)), batch=4)
+    grid = hd.step_grid(1000, per_decade=10)
+    rep = validation.compare(hd.solve(p, opt, grid=grid), validation.simulate(p, opt, grid=grid, seeds=32, key=0))
+    assert rep.skew > 1.5 and "rare runs" in rep.message, rep.summary()
+    calm = _concentrated_problem(hd.Gaussian(0.3))
+    opt = hd.SGD(0.3 * hd.stability_threshold(calm, hd.SGD(1.0, batch=4)), batch=4)
+    rep = validation.compare(hd.solve(calm, opt, grid=grid), validation.simulate(calm, opt, grid=grid, seeds=16))
+    assert rep.skew < 1.2 and "rare runs" not in rep.message
+
+
 def test_simulation_divergence_is_inf_not_nan():
     p = hd.powerlaw(30, 1.0, 0.5, noise=hd.Gaussian(0.1))
     lr = 5 * hd.stability_threshold(p, hd.SGD(1.0))

@@ -64,10 +64,22 @@ class SimulatedRisk:
         return ~np.all(np.isfinite(self.risk), axis=1)
 
     def save(self, path) -> str:
+        """One .npz (no pickle), written atomically."""
         import json
 
         return atomic_savez(path, steps=self.steps, risk=self.risk,
                             meta=np.array(json.dumps({**self.meta, "sigma2": self.sigma2})))
+
+    @classmethod
+    def load(cls, path) -> "SimulatedRisk":
+        import json
+        import os
+
+        with np.load(os.fspath(path), allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            steps, risk = z["steps"], z["risk"]
+        sigma2 = meta.pop("sigma2")
+        return cls(steps=steps, risk=risk, sigma2=sigma2, meta=meta)
 
 
 def _problem_arrays(problem: Problem, dtype):
