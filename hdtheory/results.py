@@ -11,8 +11,10 @@ import numpy as np
 STATUSES = ("ok", "diverged", "unstable")
 
 
-def atomic_savez(path, **arrays) -> str:
-    """Write ``arrays`` to ``path`` (.npz) through a temporary file and ``os.replace``."""
+def atomic_savez(path, meta: dict, **arrays) -> str:
+    """Write ``arrays`` and ``meta`` (as a JSON string) to ``path`` (.npz), through a temporary file and
+    ``os.replace`` (no pickle)."""
+    arrays["meta"] = np.array(json.dumps(meta))
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz"
@@ -27,6 +29,14 @@ def atomic_savez(path, **arrays) -> str:
             os.unlink(tmp)
         raise
     return path
+
+
+def read_npz(path):
+    """Inverse of ``atomic_savez``: (dict of arrays, meta dict)."""
+    with np.load(os.fspath(path), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if k != "meta"}
+        meta = json.loads(str(z["meta"]))
+    return arrays, meta
 
 
 @dataclass
@@ -77,13 +87,12 @@ class RiskCurve:
         meta = dict(self.meta)
         meta.update(status=self.status, diverged_step=self.diverged_step, message=self.message,
                     sigma2=self.sigma2, units={"steps": "iterations", "risk": "1/2 E[(<x,theta>-y)^2]"})
-        return atomic_savez(path, steps=self.steps, risk=self.risk, meta=np.array(json.dumps(meta)))
+        return atomic_savez(path, meta, steps=self.steps, risk=self.risk)
 
     @classmethod
     def load(cls, path) -> "RiskCurve":
-        with np.load(os.fspath(path), allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            steps, risk = z["steps"], z["risk"]
+        arrays, meta = read_npz(path)
+        steps, risk = arrays["steps"], arrays["risk"]
         status = meta.pop("status")
         dstep = meta.pop("diverged_step")
         message = meta.pop("message")

@@ -21,7 +21,7 @@ import numpy as np
 
 from hdtheory.grid import as_grid
 from hdtheory.problems import Problem
-from hdtheory.results import atomic_savez
+from hdtheory.results import atomic_savez, read_npz
 
 from .optimizers import simulation_for
 
@@ -65,21 +65,13 @@ class SimulatedRisk:
 
     def save(self, path) -> str:
         """One .npz (no pickle), written atomically."""
-        import json
-
-        return atomic_savez(path, steps=self.steps, risk=self.risk,
-                            meta=np.array(json.dumps({**self.meta, "sigma2": self.sigma2})))
+        return atomic_savez(path, {**self.meta, "sigma2": self.sigma2}, steps=self.steps, risk=self.risk)
 
     @classmethod
     def load(cls, path) -> "SimulatedRisk":
-        import json
-        import os
-
-        with np.load(os.fspath(path), allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            steps, risk = z["steps"], z["risk"]
+        arrays, meta = read_npz(path)
         sigma2 = meta.pop("sigma2")
-        return cls(steps=steps, risk=risk, sigma2=sigma2, meta=meta)
+        return cls(steps=arrays["steps"], risk=arrays["risk"], sigma2=sigma2, meta=meta)
 
 
 def _problem_arrays(problem: Problem, dtype):
