@@ -13,7 +13,7 @@ from .optimizers import SGD
 from .problems import Problem, from_covariance, isotropic, powerlaw
 from .results import RiskCurve
 from .schedules import Constant, Piecewise, PowerDecay, WarmupCosine
-from .solve import solve
+from .driver import solve
 from .thresholds import EdgeOfStability, edge_of_stability, stability_threshold
 
 
