@@ -42,6 +42,7 @@ DMAX = 0.03  # worst error over 32 hard cases (isotropic/linspace/power law, sig
 #: the modes (some with transcendentals), an exact step one pass, so shorter blocks are slower
 MIN_BLOCK = 16
 from .optimizers import theory_for
+from .optimizers.base import check_int, check_positive
 from .problems import Problem
 from .results import RiskCurve
 
@@ -70,10 +71,12 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
         raise ValueError(f"problem must be an hd.Problem, got {type(problem).__name__}")
     if method not in ("auto", "exact"):
         raise ValueError(f"method must be 'auto' or 'exact', got {method!r}")
-    if not (0 < delta <= 0.1):
+    delta = check_positive("delta", delta)
+    if delta > 0.1:
         raise ValueError(f"delta must be in (0, 0.1], got {delta!r}")
-    if not (cap > 1):
+    if check_positive("cap", cap) <= 1:
         raise ValueError(f"cap must be > 1, got {cap!r}")
+    correctors = check_int("correctors", correctors, minimum=0, maximum=10)
     theory = theory_for(opt)
     span = theory.span
     g = as_grid(steps, grid, multiple_of=span)

@@ -9,9 +9,9 @@ import numpy as np
 
 
 def check_steps(steps) -> int:
-    if isinstance(steps, bool) or not np.isscalar(steps) or int(steps) != steps or int(steps) < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    return int(steps)
+    from .optimizers.base import check_int
+
+    return check_int("steps", steps)
 
 
 def step_grid(steps: int, per_decade: int = 20, multiple_of: int = 1) -> np.ndarray:

@@ -83,6 +83,11 @@ class Problem:
             basis.setflags(write=False)
         object.__setattr__(self, "basis", basis)
         object.__setattr__(self, "info", dict(self.info))
+        with np.errstate(over="ignore"):
+            r0 = self.initial_risk
+        if not math.isfinite(r0):
+            raise ValueError("the initial risk 1/2 (theta_0 - theta*)^T K (theta_0 - theta*) overflows: rescale "
+                             "eigenvalues, target or init")
 
     # --- derived quantities ---------------------------------------------------------------
     @property
@@ -194,8 +199,8 @@ def from_covariance(K, target, init=None, noise: NoiseLaw | None = None, info: d
     the simulation samples x = U diag(sqrt(lambda)) z, which has law N(0, K).
     """
     K = np.asarray(K, dtype=np.float64)
-    if K.ndim != 2 or K.shape[0] != K.shape[1]:
-        raise ValueError(f"K must be a square matrix, got shape {K.shape}")
+    if K.ndim != 2 or K.shape[0] != K.shape[1] or K.shape[0] < 1:
+        raise ValueError(f"K must be a non-empty square matrix, got shape {K.shape}")
     if not np.all(np.isfinite(K)):
         raise ValueError("K contains NaN or infinite entries")
     scale = max(float(np.max(np.abs(K))), 1e-300)

@@ -66,7 +66,11 @@ class WarmupCosine(Schedule):
     kind = "warmup_cosine"
 
     def __post_init__(self):
-        if int(self.warmup) < 0 or int(self.total) <= int(self.warmup):
+        from .optimizers.base import check_int
+
+        object.__setattr__(self, "warmup", check_int("warmup", self.warmup, minimum=0))
+        object.__setattr__(self, "total", check_int("total", self.total))
+        if self.total <= self.warmup:
             raise ValueError(f"need 0 <= warmup < total, got warmup={self.warmup}, total={self.total}")
         if not (0 <= self.floor <= 1):
             raise ValueError(f"floor must be in [0, 1], got {self.floor}")
@@ -116,7 +120,9 @@ class Piecewise(Schedule):
     piecewise_constant = True
 
     def __post_init__(self):
-        b = tuple(int(x) for x in self.boundaries)
+        from .optimizers.base import check_int
+
+        b = tuple(check_int("Piecewise boundaries", x) for x in self.boundaries)
         v = tuple(float(x) for x in self.values)
         if len(v) != len(b) + 1:
             raise ValueError("Piecewise needs len(values) == len(boundaries) + 1")

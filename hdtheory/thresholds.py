@@ -54,6 +54,8 @@ def edge_of_stability(problem, batch: int = 1) -> EdgeOfStability:
     B = check_batch(batch)
     lam, _, mult = problem.spectral_modes(merge=True)
     tr, lmax = problem.trace, problem.lambda_max
+    if lmax <= 0:
+        raise ValueError("eigenvalues are all zero: SGD is stable at every lr (no edge of stability)")
     return EdgeOfStability(
         batch=B,
         exact=sgd_threshold(lam, mult, B),

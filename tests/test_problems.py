@@ -50,8 +50,10 @@ def test_bad_problem_input(kwargs, match):
         hd.Problem(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs,match", [(dict(lr=0.0), "lr"), (dict(lr=-1.0), "lr"), (dict(lr=np.nan), "lr"),
-                                          (dict(lr=0.1, batch=0), "batch"), (dict(lr=0.1, batch=1.5), "batch")])
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(lr=0.0), "lr"), (dict(lr=-1.0), "lr"), (dict(lr=np.nan), "lr"), (dict(lr="abc"), "lr"), (dict(lr=None), "lr"),
+    (dict(lr=0.1, batch=0), "batch"), (dict(lr=0.1, batch=1.5), "batch"), (dict(lr=0.1, batch=float("inf")), "batch"),
+    (dict(lr=0.1, batch="2"), "batch")])
 def test_bad_optimizer_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         hd.SGD(**kwargs)
@@ -111,3 +113,26 @@ def test_problem_dict_roundtrip():
     for name in ("eigenvalues", "target", "init", "basis"):
         np.testing.assert_array_equal(getattr(q, name), getattr(p, name))
     assert q.noise == p.noise and q.initial_risk == p.initial_risk
+
+
+def test_more_bad_input_is_named():
+    import validation
+
+    p = hd.powerlaw(10, 1.0, 0.5)
+    with pytest.raises(ValueError, match="steps"):
+        hd.solve(p, hd.SGD(0.1), steps=10**20)
+    with pytest.raises(ValueError, match="delta"):
+        hd.solve(p, hd.SGD(0.1), steps=10, delta="a")
+    with pytest.raises(ValueError, match="square"):
+        hd.from_covariance(np.zeros((0, 0)), [])
+    with pytest.raises(ValueError, match="key"):
+        validation.simulate(p, hd.SGD(0.1), steps=10, seeds=1, key="x")
+    with pytest.raises(ValueError, match="boundaries"):
+        hd.Piecewise((10.7,), (1.0, 0.5))
+    with pytest.raises(ValueError, match="warmup"):
+        hd.WarmupCosine(10.5, 100)
+    with pytest.raises(ValueError, match="overflows"):
+        hd.Problem([1e200], [1e200])
+    with pytest.raises(ValueError, match="all zero"):
+        hd.edge_of_stability(hd.Problem([0.0, 0.0], [1.0, 1.0]))
+    assert hd.stability_threshold(p, hd.SGD(1.0, schedule=hd.Piecewise((5,), (0.0, 0.0)))) == float("inf")

@@ -117,13 +117,28 @@ def test_compare_flags_heavily_skewed_runs():
     assert rep.skew < 1.2 and "rare runs" not in rep.message
 
 
-def test_simulation_divergence_is_inf_not_nan():
+def test_simulation_divergence_is_inf_not_nan_and_matched_divergence_is_ok():
     p = hd.powerlaw(30, 1.0, 0.5, noise=hd.Gaussian(0.1))
     lr = 5 * hd.stability_threshold(p, hd.SGD(1.0))
     sim = validation.simulate(p, hd.SGD(lr), steps=3000, seeds=2)
     assert not np.any(np.isnan(sim.risk)) and np.all(sim.diverged)
-    rep = validation.compare(hd.solve(p, hd.SGD(lr), steps=3000), sim)
-    assert not rep.ok
+    curve = hd.solve(p, hd.SGD(lr), steps=3000)
+    assert curve.status == "diverged"
+    rep = validation.compare(curve, sim)
+    assert rep.ok and "2 of 2 seeds diverged" in rep.message
+    # a stable prediction against diverging runs, and the reverse, are not ok
+    stable_sim = validation.simulate(p, hd.SGD(0.5 * lr / 5), grid=curve.steps, seeds=2)
+    assert not validation.compare(curve, stable_sim).ok
+    assert not validation.compare(hd.solve(p, hd.SGD(0.1 * lr), steps=3000), sim).ok
+
+
+def test_compare_with_one_seed_uses_only_the_tolerance():
+    p = _concentrated_problem(hd.Gaussian(0.3), d=200)
+    good = hd.SGD(0.3 * hd.stability_threshold(p, hd.SGD(1.0)))
+    sim = validation.simulate(p, good, steps=300, seeds=1, key=0)
+    assert not np.any(validation.compare(hd.solve(p, good, steps=300), sim).in_band)
+    wrong = validation.compare(hd.solve(p, hd.SGD(0.1 * good.lr), steps=300), sim)
+    assert not wrong.ok and "one seed" in wrong.message
 
 
 def test_bad_simulate_input():

@@ -63,16 +63,20 @@ class Agreement:
 
 
 def compare(curve, sim, *, rtol: float = 0.05, z: float = 3.0, min_fraction: float = 0.95,
-            quantity: str = "excess") -> Agreement:
+            quantity: str = "excess", cap: float = 1e8) -> Agreement:
     """Compare a ``RiskCurve`` with a ``SimulatedRisk`` recorded on the same grid.
 
-    Raises ValueError if the grids differ (a diverged curve may be a prefix of the simulation grid:
-    the points it has are compared and the verdict is not ok)."""
+    Divergence: a seed diverged when its final risk is not finite or exceeds ``cap`` x max(R(0), sigma^2/2)
+    (the theory's own criterion); the simulation diverged when most seeds did. When both diverged the
+    verdict is ok (the theory predicted the outcome); when only one did it is not. With one seed there is
+    no confidence band and only ``rtol`` applies.
+
+    Raises ValueError if the grids differ (a diverged curve may be a prefix of the simulation grid)."""
     if quantity not in ("excess", "risk"):
         raise ValueError("quantity must be 'excess' or 'risk'")
     n = curve.steps.size
     if n > sim.steps.size or not np.array_equal(curve.steps, sim.steps[:n]) or (
-            n < sim.steps.size and not curve.diverged):
+            n < sim.steps.size and curve.status != "diverged"):
         raise ValueError("curve and simulation are on different step grids; build both from the same grid "
                          "(hd.step_grid(steps) or an explicit grid=...)")
     shift = 0.5 * sim.sigma2 if quantity == "excess" else 0.0
@@ -84,24 +88,34 @@ def compare(curve, sim, *, rtol: float = 0.05, z: float = 3.0, min_fraction: flo
         diff = np.abs(mean - theory)
         rel = np.where(theory > 0, diff / np.where(theory > 0, theory, 1.0), np.where(diff > 0, np.inf, 0.0))
         rel = np.where(np.isfinite(rel), rel, np.inf)
-        in_band = np.isfinite(diff) & (diff <= z * sem)
+        in_band = np.isfinite(diff) & np.isfinite(sem) & (diff <= z * sem)
     agrees = in_band | (rel <= rtol)
     frac = float(np.mean(agrees))
-    sim_div = bool(np.any(sim.diverged))
+    ref = max(float(sim.risk[0, 0]), 0.5 * sim.sigma2)
+    final = sim.risk[:, -1]
+    seeds_div = ~np.isfinite(final) | (final > cap * ref if ref > 0 else np.zeros(final.shape, bool))
+    sim_div = bool(np.mean(seeds_div) > 0.5)
+    theory_div = curve.status == "diverged"
     msgs = []
-    ok = frac >= min_fraction
-    if curve.status == "diverged":
+    if theory_div or sim_div or np.any(seeds_div):
+        msgs.append(f"theory {'diverged at step %d' % curve.diverged_step if theory_div else 'did not diverge'}; "
+                    f"{int(np.sum(seeds_div))} of {sim.seeds} seeds diverged")
+    if theory_div and sim_div:
+        ok = True
+    elif theory_div or sim_div or np.any(seeds_div):
         ok = False
-        msgs.append(f"theory diverged at step {curve.diverged_step}")
-    if sim_div:
-        msgs.append(f"{int(np.sum(sim.diverged))} of {sim.seeds} seeds diverged")
-        ok = ok and curve.diverged
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        ratio = mean[1:] / np.median(runs[:, 1:], axis=0)
-    ratio = ratio[np.isfinite(ratio)]
-    skew = float(np.median(ratio)) if ratio.size else 1.0
+    else:
+        ok = frac >= min_fraction
+    skew = 1.0
+    if not np.any(seeds_div):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            ratio = mean[1:] / np.median(runs[:, 1:], axis=0)
+        ratio = ratio[np.isfinite(ratio)]
+        skew = float(np.median(ratio)) if ratio.size else 1.0
     if not msgs:
         msgs.append(f"criterion: within {z:g} SEM or {rtol:.0%} at >= {min_fraction:.0%} of points")
+    if sim.seeds < 2:
+        msgs.append("one seed: no confidence band, only the relative tolerance applies")
     if skew > 1.5:
         msgs.append(f"runs are heavily skewed (mean/median = {skew:.2f}): the expected risk is carried by rare runs, "
                     "the seed mean converges slowly and its SEM understates the error; use many more seeds "

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hdtheory.grid import as_grid
+from hdtheory.optimizers.base import check_int
 from hdtheory.problems import Problem
 from hdtheory.results import atomic_savez, read_npz
 
@@ -138,12 +139,10 @@ def simulate(problem: Problem, opt, steps: int | None = None, seeds: int = 16, k
 
     if not isinstance(problem, Problem):
         raise ValueError(f"problem must be an hd.Problem, got {type(problem).__name__}")
-    if isinstance(seeds, bool) or int(seeds) != seeds or seeds < 1:
-        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+    seeds = check_int("seeds", seeds, maximum=10**7)
+    chunk = check_int("chunk", chunk, maximum=10**7)
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    if int(chunk) < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk!r}")
     sim = simulation_for(opt)
     span = sim.span
     g = as_grid(steps, grid, multiple_of=span)
@@ -153,8 +152,12 @@ def simulate(problem: Problem, opt, steps: int | None = None, seeds: int = 16, k
     with jax.enable_x64(dtype == "float64"):
         arrays = _problem_arrays(problem, dtype)
         runner = _chunk_runner(sim, base_opt, problem.noise, problem.basis is None, length, dtype)
-        keys = jax.random.split(key if not isinstance(key, (int, np.integer)) else jax.random.PRNGKey(int(key)),
-                                int(seeds))
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            key = jax.random.PRNGKey(int(key))
+        elif not (hasattr(key, "dtype") and (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+                                            or key.shape == (2,))):
+            raise ValueError(f"key must be an integer seed or a jax.random key, got {key!r}")
+        keys = jax.random.split(key, int(seeds))
         theta = jnp.broadcast_to(arrays["init"], (int(seeds), problem.d))
         state = jax.vmap(lambda th: sim.init(th, base_opt))(theta)
         out = np.full((int(seeds), g.size), np.nan)

@@ -27,19 +27,38 @@ import numpy as np
 from ..schedules import Constant, Schedule
 
 
+def check_positive(name: str, value) -> float:
+    """float(value) if it is a finite number > 0, else a ValueError naming ``name``."""
+    try:
+        if isinstance(value, (bool, str, bytes)):
+            raise TypeError
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}") from None
+    if not math.isfinite(out) or out <= 0:
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    return out
+
+
+def check_int(name: str, value, minimum: int = 1, maximum: int = 10**15) -> int:
+    """int(value) if it is an integer in [minimum, maximum], else a ValueError naming ``name``."""
+    try:
+        if isinstance(value, (bool, str, bytes)) or not np.isscalar(value):
+            raise TypeError
+        ok = math.isfinite(float(value)) and float(value) == int(value)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok or not (minimum <= int(value) <= maximum):
+        raise ValueError(f"{name} must be an integer in [{minimum}, {maximum:.0e}], got {value!r}")
+    return int(value)
+
+
 def check_lr(lr) -> float:
-    if isinstance(lr, bool):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    lr = float(lr)
-    if not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
-    return lr
+    return check_positive("lr", lr)
 
 
 def check_batch(batch) -> int:
-    if isinstance(batch, bool) or not np.isscalar(batch) or int(batch) != batch or int(batch) < 1:
-        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
-    return int(batch)
+    return check_int("batch", batch)
 
 
 class OptimizerMixin:

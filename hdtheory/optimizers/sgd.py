@@ -132,7 +132,8 @@ class SGDTheory(Theory):
 
     def threshold(self, problem, opt) -> float:
         lam, _, mult = problem.spectral_modes(merge=True)
-        return sgd_threshold(lam, mult, opt.batch) / opt.sched.peak()
+        peak = opt.sched.peak()
+        return sgd_threshold(lam, mult, opt.batch) / peak if peak > 0 else math.inf
 
 
 def _register():
