@@ -12,8 +12,14 @@ module supplies (see ``Theory``):
   per-mode affine map  s_j <- (1 + am1_j) s_j + f_j + h_j E  whose coefficients may depend on the
   held hyperparameters and on the scalars. When present, the driver advances n steps at once with
   the closed-form powers of this map (``hdtheory.kernels``), the scalars held at a weighted value
-  and E interpolated linearly across the block (research/sgd.md §5.3 method 2; research/signsgd.md
-  §5.3 for the weighting of scalar-dependent coefficients).
+  and E interpolated geometrically across the block with its end value solved self-consistently
+  (``hdtheory.driver``; research/sgd.md §5.3 method 2, extended; research/signsgd.md §5.3 for the
+  weighting of scalar-dependent coefficients). The coefficients must broadcast over a per-mode lr
+  array (the driver evaluates each mode's forcing at its own lr under a smooth schedule).
+  Modules whose step cannot be written this way (SignSVD's nonlinear closures, research notes) leave
+  ``affine = None`` and are stepped exactly;
+* ``span``: inner steps per update (1; H for one LA-DiLoCo round, where curves are recorded at
+  multiples of H);
 * ``threshold(problem, opt)``: the largest stable base lr.
 """
 from __future__ import annotations
