@@ -73,6 +73,16 @@ def block_powers(am1, ell_in, n, an, S0, S1):
             S1[j] = (nf - s0) / (-x)
 
 
+@nb.njit(cache=True, inline="always")
+def readout(W, c0, s, z):
+    """z = c0 + W @ s (the scalar summaries; z[0] = E)."""
+    for r in range(W.shape[0]):
+        acc = c0[r]
+        for j in range(s.shape[0]):
+            acc += W[r, j] * s[j]
+        z[r] = acc
+
+
 @nb.njit(cache=True)
 def block_apply_geometric(am1, ell, f, h, an, S0, s_in, s_out, n, E0, E1, W, c0, z):
     """As ``block_apply`` with E interpolated geometrically from E0 to E1 (E0, E1 > 0): the forcing sum
@@ -97,11 +107,7 @@ def block_apply_geometric(am1, ell, f, h, an, S0, s_in, s_out, n, E0, E1, W, c0,
         else:
             G = (Rm1 - S0[j] * am1[j]) / (rm1 - am1[j])
         s_out[j] = an[j] * s_in[j] + f[j] * S0[j] + h[j] * E0 * G
-    for r_ in range(W.shape[0]):
-        acc = c0[r_]
-        for j in range(s_out.shape[0]):
-            acc += W[r_, j] * s_out[j]
-        z[r_] = acc
+    readout(W, c0, s_out, z)
 
 
 @nb.njit(cache=True)
@@ -148,11 +154,7 @@ def block_apply(an, S0, S1, f, h, s_in, s_out, n, E0, E1, W, c0, z):
     slope = (E1 - E0) / n
     for j in range(s_in.shape[0]):
         s_out[j] = an[j] * s_in[j] + f[j] * S0[j] + h[j] * (E0 * S0[j] + slope * S1[j])
-    for r in range(W.shape[0]):
-        acc = c0[r]
-        for j in range(s_out.shape[0]):
-            acc += W[r, j] * s_out[j]
-        z[r] = acc
+    readout(W, c0, s_out, z)
 
 
 @nb.njit(cache=True)
