@@ -1,3 +1,8 @@
+"""validation.empirical_threshold vs the exact threshold on sgd.md V2 (d = 100, lambda_j = 1/j) for
+B in {1, 4, 32, 256}, mean and median criteria, 256 seeds, 20000 steps. Recipe for the table in
+validation/thresholds.py (run on a GPU; minutes on a CPU).
+Usage: python benchmarks/v2_empirical_thresholds.py
+"""
 import hdtheory as hd, validation, numpy as np, time
 V2 = hd.Problem(1.0 / np.arange(1, 101), np.full(100, 0.03), noise=hd.Gaussian(0.1))
 for B in (1, 4, 32, 256):
