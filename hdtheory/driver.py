@@ -38,7 +38,7 @@ import numpy as np
 
 from . import __version__
 from .grid import as_grid
-from .kernels import block_powers, block_solve, log_multipliers, run_blocks
+from .kernels import block_change, block_powers, block_solve, log_multipliers, run_blocks
 from .optimizers import theory_for
 from .optimizers.base import check_int, check_positive
 from .problems import Problem
@@ -226,13 +226,13 @@ class _Blocks:
             block_powers(am1, ell, nu, self.an, self.S0, self.S1)
             self.an[:] = an
         beta = float(np.dot(st.W[0], h * self.S1)) / nu
-        self.beta = beta
         block_solve(am1, ell, f, h, self.an, self.S0, self.S1, beta, st.s, self.s_new, nu, float(z0[0]), st.W,
                     st.c0, self.z1, GEO_TOL)
+        return beta
 
     def advance(self, k, n, z0):
         """Advance up to n steps (n/span updates) from scalars z0; returns (new scalars, steps advanced).
-        A block whose |log(E1/E0)| exceeds DMAX is halved and redone (step-size control)."""
+        A block rejected by ``kernels.block_change`` is halved and redone (step-size control)."""
         span = self.theory.span
         nu = n // span
         while True:
@@ -241,15 +241,13 @@ class _Blocks:
                 lr = (self.opt.lr,) * 3
             else:
                 lr = tuple(float(x) for x in self.opt.lr_at(np.array([k + (n - 1) / 2.0, k, k + n - 1])))
-            self._pass(lr, z0, nu, z0)
+            beta = self._pass(lr, z0, nu, z0)
             if self.theory.scalar_dependent:
                 w = (nu - 1.0) / (2.0 * nu)
                 for _ in range(self.correctors):
-                    self._pass(lr, z0 + (self.z1 - z0) * w, nu, z0)
-            E0, E1 = float(z0[0]), float(self.z1[0])
-            allowed = DMAX * math.sqrt(max(1.0 - self.beta, 1e-4))  # as in kernels.run_blocks
-            big = E0 > 1e-280 and E1 > 1e-280 and abs(math.log(E1 / E0)) > allowed
-            if not big or nu == 1:
+                    beta = self._pass(lr, z0 + (self.z1 - z0) * w, nu, z0)
+            change, allowed = block_change(float(z0[0]), float(self.z1[0]), beta, DMAX)
+            if change <= allowed or nu == 1:
                 break
             nu //= 2
         self.st.s[:] = self.s_new

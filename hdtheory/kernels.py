@@ -158,6 +158,15 @@ def block_apply(an, S0, S1, f, h, s_in, s_out, n, E0, E1, W, c0, z):
 
 
 @nb.njit(cache=True)
+def block_change(E0, E1, beta, dmax):
+    """Step-size control of a block: (|log(E1/E0)|, the largest accepted value dmax sqrt(1 - beta)).
+    Interpolation errors ~ |log(E1/E0)|^2/8 are amplified by 1/(1 - beta) through the noise loop; the
+    change counts as 0 where E has underflowed."""
+    change = abs(math.log(E1 / E0)) if (E0 > 1e-280 and E1 > 1e-280) else 0.0
+    return change, dmax * math.sqrt(max(1.0 - beta, 1e-4))
+
+
+@nb.njit(cache=True)
 def run_blocks(am1, ell, f, h, s, W, c0, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol, dmax):
     """Fused block loop for coefficients fixed over [k, k_stop) (lr constant there, coefficients
     independent of the scalars): blocks of n steps, n the largest power of two (in updates) with
@@ -203,9 +212,7 @@ def run_blocks(am1, ell, f, h, s, W, c0, k, k_stop, k_ref, delta, span, grid, re
                 beta /= nu
                 n_prev = nu
             block_solve(am1, ell, f, h, an, S0, S1, beta, s, s_new, nu, E0, W, c0, z, geo_tol)
-            change = abs(math.log(z[0] / E0)) if (E0 > 1e-280 and z[0] > 1e-280) else 0.0
-            # interpolation errors ~ change^2/8 are amplified by 1/(1 - beta) through the noise loop
-            allowed = dmax * math.sqrt(max(1.0 - beta, 1e-4))
+            change, allowed = block_change(E0, z[0], beta, dmax)
             if change <= allowed or nu == 1:
                 break
             nu //= 2
