@@ -101,12 +101,13 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
     risk = np.full(g.shape, np.nan)
     risk[0] = 0.5 * E0
     use_blocks = method == "auto" and theory.affine is not None
-    breakpoints = np.asarray(sorted(opt.sched.breakpoints()), dtype=np.int64)
+    scheds = opt.schedules
+    breakpoints = np.asarray(sorted({int(b) for sc in scheds for b in sc.breakpoints()}), dtype=np.int64)
     k, i = 0, 1
     status, dstep, message = "ok", None, ""
     blk = _Blocks(theory, st, opt, correctors) if use_blocks else None
     # fused Numba block loop when the coefficients are fixed between breakpoints
-    fused = use_blocks and not theory.scalar_dependent and opt.sched.piecewise_constant
+    fused = use_blocks and not theory.scalar_dependent and all(sc.piecewise_constant for sc in scheds)
     k_block = span * int(math.ceil(MIN_BLOCK / delta))  # first step where delta k >= MIN_BLOCK updates
 
     while i < g.size:
@@ -118,8 +119,7 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
         k_stop -= (k_stop - k) % span
         if late and fused and k_stop > k:
             # coefficients fixed until the next breakpoint: one fused Numba call records every point there
-            lr = float(opt.lr_at(np.array([k]))[0])
-            am1, ell, f, h = blk.coefficients(lr, z)
+            am1, ell, f, h = blk.coefficients(float(k), z)
             k, i, div = run_blocks(am1, ell, f, h, st.s, st.W, st.c0, k, k_stop, k_ref, delta, span, g, risk, i,
                                    cap_E, GEO_TOL, DMAX)
             z = st.scalars()
@@ -171,10 +171,11 @@ def _block_length(k, k_ref, target, delta, span, breakpoints, opt) -> int:
     nxt = breakpoints[breakpoints > k]
     if nxt.size:
         n = min(n, int(nxt[0]) - k)
-    # halve until the lr changes by at most a fraction delta inside the block
-    while n >= 2 * span and not opt.sched.constant:
-        l0, l1 = opt.lr_at(np.array([k, k + n - 1], dtype=np.float64))
-        if abs(l1 - l0) <= delta * max(abs(l0), abs(l1)):
+    # halve until every schedule (lr, and e.g. a clip level) changes by at most a fraction delta inside the block
+    moving = [sc for sc in opt.schedules if not sc.constant]
+    while n >= 2 * span and moving:
+        ends = np.array([k, k + n - 1], dtype=np.float64)
+        if all(abs(m1 - m0) <= delta * max(abs(m0), abs(m1)) for m0, m1 in (sc(ends) for sc in moving)):
             break
         n = (n // 2) // span * span
     return n
@@ -192,37 +193,41 @@ class _Blocks:
         self._key = None
         self._coef = None
 
-    def coefficients(self, lr, zc):
-        """(am1, log1p(am1), f, h), cached while lr is unchanged and the module's coefficients do not
-        depend on the scalars."""
-        cacheable = np.ndim(lr) == 0 and not self.theory.scalar_dependent
-        if not cacheable or self._key != lr:
-            am1, f, h = (np.ascontiguousarray(np.broadcast_to(c, self.st.s.shape), dtype=np.float64)
-                         for c in self.theory.affine(self.st, self.opt, lr, zc))
-            ell = np.empty_like(am1)
-            log_multipliers(am1, ell)
-            self._coef = (am1, ell, f, h)
-            self._key = lr if cacheable else None
+    def coefficients(self, t, zc):
+        """(am1, log1p(am1), f, h) at step time ``t`` (a float, or one per mode), cached while the
+        schedules' values are unchanged and the module's coefficients do not depend on the scalars."""
+        key = None
+        if np.ndim(t) == 0 and not self.theory.scalar_dependent:
+            key = tuple(float(sc(t)) for sc in self.opt.schedules)
+            if key == self._key:
+                return self._coef
+        am1, f, h = (np.ascontiguousarray(np.broadcast_to(c, self.st.s.shape), dtype=np.float64)
+                     for c in self.theory.affine(self.st, self.opt, t, zc))
+        ell = np.empty_like(am1)
+        log_multipliers(am1, ell)
+        self._coef = (am1, ell, f, h)
+        self._key = key
         return self._coef
 
-    def _pass(self, lr, zc, nu, z0):
+    def _pass(self, times, zc, nu, z0):
         """One block at coefficients (lr, scalars ``zc``), its end value solved self-consistently by
         ``kernels.block_solve`` (linear interpolation of E solved exactly; geometric where E changes by
         more than GEO_TOL in log). Iterating E1 <- E_out(E1) instead (the note's predictor-corrector)
         contracts only by ~||K|| and leaves 3-8% errors at 97% of the threshold.
 
-        ``lr`` is (lr_mid, lr_start, lr_end). When it varies across the block, a^n keeps lr_mid (the
-        product of the per-step factors, to second order) while each mode's forcing uses the lr at the
-        centre of its memory, step k + S1_j/S0_j (the midpoint for slow modes, the block end for modes
-        that equilibrate within the block); holding lr_mid for them leaves an O(delta) error."""
+        ``times`` is (t_mid, t_start, t_end), the block's middle, first and last step. When a schedule
+        moves across the block, a^n keeps the coefficients at t_mid (the product of the per-step factors,
+        to second order) while each mode's forcing uses the hyperparameters at the centre of its memory,
+        step t_start + S1_j/S0_j (the midpoint for slow modes, the block end for modes that equilibrate
+        within the block); holding t_mid for them leaves an O(delta) error."""
         st = self.st
-        lr_mid, l0, l1 = lr
-        am1, ell, f, h = self.coefficients(lr_mid, zc)
+        t_mid, t0, t1 = times
+        am1, ell, f, h = self.coefficients(t_mid, zc)
         block_powers(am1, ell, nu, self.an, self.S0, self.S1)
-        if l1 != l0:
+        if t1 != t0 and not all(sc.constant for sc in self.opt.schedules):
             t = self.S1 / np.maximum(self.S0, 1e-300) / max(nu - 1, 1)
             an = self.an.copy()
-            am1, ell, f, h = self.coefficients(l0 + (l1 - l0) * np.clip(t, 0.0, 1.0), zc)
+            am1, ell, f, h = self.coefficients(t0 + (t1 - t0) * np.clip(t, 0.0, 1.0), zc)
             block_powers(am1, ell, nu, self.an, self.S0, self.S1)
             self.an[:] = an
         beta = float(np.dot(st.W[0], h * self.S1)) / nu
@@ -237,15 +242,12 @@ class _Blocks:
         nu = n // span
         while True:
             n = nu * span
-            if self.opt.sched.constant:
-                lr = (self.opt.lr,) * 3
-            else:
-                lr = tuple(float(x) for x in self.opt.lr_at(np.array([k + (n - 1) / 2.0, k, k + n - 1])))
-            beta = self._pass(lr, z0, nu, z0)
+            times = (k + (n - 1) / 2.0, float(k), float(k + n - 1))
+            beta = self._pass(times, z0, nu, z0)
             if self.theory.scalar_dependent:
                 w = (nu - 1.0) / (2.0 * nu)
                 for _ in range(self.correctors):
-                    beta = self._pass(lr, z0 + (self.z1 - z0) * w, nu, z0)
+                    beta = self._pass(times, z0 + (self.z1 - z0) * w, nu, z0)
             change, allowed = block_change(float(z0[0]), float(self.z1[0]), beta, DMAX)
             if change <= allowed or nu == 1:
                 break

@@ -8,14 +8,15 @@ module supplies (see ``Theory``):
   E = 2 R = sigma^2 + sum_j lambda_j rho_j (research/sgd.md §1.1);
 * ``exact(state, k0, lr_seq, cap) -> n_done``: the exact step map applied ``len(lr_seq)`` times
   (a Numba kernel; it may be nonlinear, and one update may span ``span`` inner steps);
-* optionally ``affine(state, opt, lr, scalars) -> (am1, f, h)``: the same step written as a
+* optionally ``affine(state, opt, t, scalars) -> (am1, f, h)``: the same step written as a
   per-mode affine map  s_j <- (1 + am1_j) s_j + f_j + h_j E  whose coefficients may depend on the
-  held hyperparameters and on the scalars. When present, the driver advances n steps at once with
+  hyperparameters at step time ``t`` (``opt.lr_at(t)``, and any other schedule in ``opt.schedules``)
+  and on the scalars. When present, the driver advances n steps at once with
   the closed-form powers of this map (``hdtheory.kernels``), the scalars held at a weighted value
   and E interpolated geometrically across the block with its end value solved self-consistently
   (``hdtheory.driver``; research/sgd.md §5.3 method 2, extended; research/signsgd.md §5.3 for the
-  weighting of scalar-dependent coefficients). The coefficients must broadcast over a per-mode lr
-  array (the driver evaluates each mode's forcing at its own lr under a smooth schedule).
+  weighting of scalar-dependent coefficients). ``t`` may be a per-mode float array (under a smooth
+  schedule the driver evaluates each mode's forcing at its own time), so the coefficients must broadcast.
   Modules whose step cannot be written this way (SignSVD's nonlinear closures, research notes) leave
   ``affine = None`` and are stepped exactly;
 * ``span``: inner steps per update (1; H for one LA-DiLoCo round, where curves are recorded at
@@ -88,6 +89,12 @@ class OptimizerMixin:
         """Step size applied at step k: lr * schedule(k)."""
         return self.lr * self.sched(k, xp)
 
+    @property
+    def schedules(self) -> tuple:
+        """Every schedule the step map depends on (the driver cuts blocks at their breakpoints and keeps
+        each one nearly constant inside a block): the lr schedule here; ClippedSGD adds its clip schedule."""
+        return (self.sched,)
+
     def with_lr(self, lr):
         return dataclasses.replace(self, lr=lr)
 
@@ -129,7 +136,7 @@ class Theory:
     def exact(self, state: ModeState, opt, k0: int, lr_seq: np.ndarray, cap: float) -> int:  # pragma: no cover
         raise NotImplementedError
 
-    affine = None  # optional: (state, opt, lr, scalars) -> (am1, f, h)
+    affine = None  # optional: (state, opt, t, scalars) -> (am1, f, h)
 
     def threshold(self, problem, opt) -> float:  # pragma: no cover
         """Largest stable base lr for opt's other hyperparameters (inf if nothing diverges)."""

@@ -124,8 +124,9 @@ class SGDTheory(Theory):
         c = state.consts
         return int(sgd_exact_steps(c["lam"], c["mult"], state.s, lr_seq, 1.0 / opt.batch, state.sigma2, cap))
 
-    def affine(self, state, opt, lr, scalars):
+    def affine(self, state, opt, t, scalars):
         lam, mult = state.consts["lam"], state.consts["mult"]
+        lr = opt.lr_at(t)
         inv_b = 1.0 / opt.batch
         am1 = lr * lam * (-2.0 + (1.0 + inv_b) * lr * lam)
         return am1, np.zeros_like(lam), (lr * lr * inv_b) * mult * lam
