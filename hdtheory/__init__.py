@@ -9,10 +9,12 @@ __version__ = "0.1.0"
 
 from .grid import step_grid
 from .noise import Gaussian, NoiseLaw, Rademacher, StudentT
-from .optimizers import SGD
+from .optimizers import SGD, ClippedSGD, RelativeClip
+from .optimizers.clipped_sgd import (ClippingAdvice, ccc, clip_factors, clipping_advice, max_ccc,
+                                     max_ccc_schedule, optimal_clip, resolve_clip, stationary_risk)
 from .problems import Problem, from_covariance, isotropic, powerlaw
 from .results import RiskCurve
-from .schedules import Constant, Piecewise, PowerDecay, WarmupCosine
+from .schedules import Constant, Piecewise, PowerDecay, Sequence, WarmupCosine
 from .driver import solve
 from .thresholds import EdgeOfStability, edge_of_stability, stability_threshold
 
@@ -25,6 +27,8 @@ def plot(*args, **kwargs):
 
 
 __all__ = [
+    "ClippedSGD", "ClippingAdvice", "RelativeClip", "Sequence", "ccc", "clip_factors", "clipping_advice", "max_ccc",
+    "max_ccc_schedule", "optimal_clip", "resolve_clip", "stationary_risk",
     "Constant", "EdgeOfStability", "Gaussian", "NoiseLaw", "Piecewise", "PowerDecay", "Problem",
     "Rademacher", "RiskCurve", "SGD", "StudentT", "WarmupCosine", "edge_of_stability", "from_covariance",
     "isotropic", "plot", "powerlaw", "solve", "stability_threshold", "step_grid",

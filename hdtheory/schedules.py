@@ -149,7 +149,60 @@ class Piecewise(Schedule):
         return max(v for v, start in zip(self.values, (0,) + self.boundaries) if start < steps)
 
 
-_KINDS = {c.kind: c for c in (Constant, WarmupCosine, PowerDecay, Piecewise)}
+class Sequence(Schedule):
+    """An explicit multiplier per step: m(k) = values[k] for k < len(values), the last value afterwards.
+
+    Values must be > 0; ``inf`` is allowed (a clip schedule uses it for "no clipping at this step"; an lr
+    schedule rejects it). This is how schedules resolved from the theory (a relative clip level, the
+    max-CCC clip and compensated lr of research/clipped_sgd.md §2.2) are handed to the simulator. The
+    theory cuts its blocks wherever the value changes, so a sequence that changes at every step is
+    stepped exactly."""
+
+    kind = "sequence"
+    piecewise_constant = True
+
+    def __init__(self, values):
+        v = np.array(values, dtype=np.float64).ravel()
+        if v.size == 0:
+            raise ValueError("Sequence needs at least one value")
+        if np.any(np.isnan(v)) or np.any(v <= 0):
+            raise ValueError("Sequence values must be > 0 (inf allowed), got NaN or a value <= 0")
+        v.setflags(write=False)
+        self.values = v
+        change = np.flatnonzero(v[1:] != v[:-1]) + 1
+        self._breakpoints = tuple(int(i) for i in change)
+        self.constant = bool(np.all(v == 1.0))
+        self._hash = hash(v.tobytes())
+
+    def __eq__(self, other):
+        return isinstance(other, Sequence) and np.array_equal(self.values, other.values)
+
+    def __hash__(self):
+        return self._hash
+
+    def __repr__(self):
+        return f"Sequence(<{self.values.size} values in [{self.values.min():g}, {self.values.max():g}]>)"
+
+    def __call__(self, k, xp=np):
+        n = self.values.size
+        if xp is np:
+            idx = np.clip(np.floor(np.asarray(k, dtype=np.float64)), 0, n - 1).astype(np.int64)
+            return self.values[idx]
+        idx = xp.clip(xp.floor(xp.asarray(k)).astype(xp.int32), 0, n - 1)
+        return xp.asarray(self.values)[idx]
+
+    def breakpoints(self):
+        return self._breakpoints
+
+    def peak(self, steps=None):
+        v = self.values if steps is None else self.values[: max(int(steps), 1)]
+        return float(v.max())
+
+    def to_dict(self):
+        return {"kind": self.kind, "values": self.values.tolist()}
+
+
+_KINDS = {c.kind: c for c in (Constant, WarmupCosine, PowerDecay, Piecewise, Sequence)}
 
 
 def schedule_from_dict(d: dict | None) -> Schedule:

@@ -80,6 +80,8 @@ class OptimizerMixin:
         object.__setattr__(self, "lr", check_lr(self.lr))
         if self.schedule is not None and not isinstance(self.schedule, Schedule):
             raise ValueError(f"schedule must be an hd schedule (Constant, WarmupCosine, ...), got {self.schedule!r}")
+        if not math.isfinite(self.sched.peak()):
+            raise ValueError("the lr schedule must be finite at every step")
 
     @property
     def sched(self) -> Schedule:

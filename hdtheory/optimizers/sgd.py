@@ -81,28 +81,42 @@ def sgd_exact_steps(lam, mult, rho, lr_seq, inv_b, sigma2, cap):
     return lr_seq.shape[0]
 
 
-def kernel_norm(lam, mult, lr: float, batch: int) -> float:
-    """||K||(lr) = (lr/B) sum_j m_j lambda_j / (2 - (1 + 1/B) lr lambda_j)  (sgd.md E3); inf past the
-    lambda_max edge."""
-    den = 2.0 - (1.0 + 1.0 / batch) * lr * lam
+def kernel_norm(lam, mult, lr: float, batch: int, mu: float = 1.0, A: float | None = None,
+                nuhat: float = 1.0) -> float:
+    """||K||(lr) = (lr nuhat / B) sum_j m_j lambda_j / (2 mu - A lr lambda_j)  (sgd.md E3 with SGD's
+    (mu, A, nuhat) = (1, 1 + 1/B, 1); clipped SGD at a relative clip level substitutes its factors,
+    research/clipped_sgd.md §3.3); inf past the lambda_max edge."""
+    A = 1.0 + 1.0 / batch if A is None else A
+    den = 2.0 * mu - A * lr * lam
     if np.any(den[lam > 0] <= 0):
         return math.inf
-    return float(lr / batch * np.sum(mult * lam / den))
+    return float(lr * nuhat / batch * np.sum(mult * lam / den))
 
 
-def sgd_threshold(lam, mult, batch: int) -> float:
-    """Largest stable lr: the root of ||K||(lr) = 1 below the lambda_max edge (sgd.md E4)."""
+def sgd_threshold(lam, mult, batch: int, mu: float = 1.0, A: float | None = None, nuhat: float = 1.0) -> float:
+    """Largest stable lr: the root of ||K||(lr) = 1 below the lambda_max edge 2 mu / (A lambda_max)
+    (sgd.md E4; ||K|| increases with lr there). With A <= 0 there is no lambda_max edge and ||K|| tends to
+    (nuhat / (B |A|)) sum_j m_j as lr -> inf: inf if that limit is <= 1."""
+    A = 1.0 + 1.0 / batch if A is None else A
     lam = np.asarray(lam, dtype=np.float64)
     mult = np.asarray(mult, dtype=np.float64)
     keep = lam > 0
     lam, mult = lam[keep], mult[keep]
     if lam.size == 0:
         return math.inf
-    top = 2.0 * batch / ((batch + 1.0) * lam.max())
-    f = lambda lr: kernel_norm(lam, mult, lr, batch) - 1.0  # noqa: E731
-    hi = top * (1.0 - 1e-15)
-    if f(hi) < 0:  # numerically at the edge: the lambda_max edge binds
-        return top
+    f = lambda lr: kernel_norm(lam, mult, lr, batch, mu, A, nuhat) - 1.0  # noqa: E731
+    if A > 0:
+        top = 2.0 * mu / (A * lam.max())
+        hi = top * (1.0 - 1e-15)
+        if f(hi) < 0:  # numerically at the edge: the lambda_max edge binds
+            return top
+    else:
+        hi = 2.0 * batch / (nuhat * float(np.sum(mult * lam)))
+        while f(hi) < 0:
+            hi *= 2.0
+            if hi > 1e300:
+                return math.inf
+        top = hi
     return float(brentq(f, 0.0, hi, xtol=1e-15 * top, rtol=1e-15, maxiter=500))
 
 
