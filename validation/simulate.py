@@ -147,6 +147,8 @@ def simulate(problem: Problem, opt, steps: int | None = None, seeds: int = 16, k
     span = sim.span
     g = as_grid(steps, grid, multiple_of=span)
     n_updates = int(g[-1]) // span
+    requested = opt
+    opt = sim.prepare(problem, opt, int(g[-1]))
     length = int(min(chunk, n_updates))
     base_opt = dataclasses.replace(opt, lr=1.0)
     with jax.enable_x64(dtype == "float64"):
@@ -176,6 +178,6 @@ def simulate(problem: Problem, opt, steps: int | None = None, seeds: int = 16, k
                 r = np.asarray(r)
                 out[:, sel] = r[:, want[sel] - u0 - 1]
     out[~np.isfinite(out)] = np.inf  # overflow -> inf, never NaN
-    meta = {"problem": problem.to_dict(), "optimizer": opt.to_dict(), "seeds": int(seeds), "dtype": dtype,
+    meta = {"problem": problem.to_dict(), "optimizer": requested.to_dict(), "seeds": int(seeds), "dtype": dtype,
             "device": str(jax.devices()[0].platform)}
     return SimulatedRisk(steps=g, risk=out, sigma2=problem.sigma2, meta=meta)

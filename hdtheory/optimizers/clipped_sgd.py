@@ -249,13 +249,32 @@ def clip_factors_nb(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid):
     u = math.log(q / sigma2)
     if u > grid[1]:
         return _gauss_factors(B, B * tau2 / E)
-    return _table_factors(u, math.log(tau2 / E), tab, grid[0], grid[2], grid[3], grid[4])
+    w = math.log(tau2 / E)
+    mu, nuh, A = _table_factors(u, w, tab, grid[0], grid[2], grid[3], grid[4])
+    if w < grid[3]:
+        # below the table (tau^2 << m almost surely): mu ~ (1 - 1/B) tau E[m^-1/2], nu ~ tau^2, A ~ tau^2
+        g = math.exp(w - grid[3])
+        return mu * math.sqrt(g), nuh * g, A * g
+    if w > grid[5]:
+        # beyond the table: the deficits from SGD's (1, 1, 1 + 1/B) decay like the tail of r^2,
+        # (tau^2)^(-p) with p = grid[6] ((df - 2)/2 for Student-t; Rademacher tails are Gaussian)
+        g = math.exp(-grid[6] * (w - grid[5]))
+        mu = 1.0 + (mu - 1.0) * g
+        nuh = 1.0 + (nuh - 1.0) * g
+        A = 1.0 + 1.0 / B + (A - 1.0 - 1.0 / B) * g
+    return mu, nuh, A
 
 
 @nb.njit(cache=True)
 def clip_factors_vec(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid, mu, nuhat, A):
     for i in range(tau2.shape[0]):
         mu[i], nuhat[i], A[i] = clip_factors_nb(q, tau2[i], sigma2, B, law, m0, vext, wts, tab, grid)
+
+
+@nb.njit(cache=True)
+def _factors_pairs(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid, mu, nuhat, A):
+    for i in range(q.shape[0]):
+        mu[i], nuhat[i], A[i] = clip_factors_nb(q[i], tau2[i], sigma2, B, law, m0, vext, wts, tab, grid)
 
 
 @nb.njit(cache=True)
@@ -390,7 +409,8 @@ def factor_table(law_key, B):
     """(tab[3, nu, nw] of (mu, nu-hat, A), grid) for a non-Gaussian law at batch B > 1; cached on disk."""
     u = np.arange(U_LO, U_HI + 1e-9, DU)
     w = np.arange(W_LO, W_HI + 1e-9, DW)
-    grid = np.array([U_LO, u[-1], DU, W_LO, DW])
+    tail = 0.5 * (law_key[1] - 2.0) if law_key[0] == "student_t" else 50.0
+    grid = np.array([U_LO, u[-1], DU, W_LO, DW, w[-1], tail])
     tag = hashlib.sha1(repr(("v1", law_key, B, U_LO, U_HI, DU, W_LO, W_HI, DW, FFT_N, STUDENT_NODES))
                        .encode()).hexdigest()[:16]
     path = os.path.join(_cache_dir(), f"clip_table_{tag}.npy")
@@ -415,7 +435,7 @@ def factor_table(law_key, B):
 
 _EMPTY = np.zeros(1)
 _EMPTY_TAB = np.zeros((3, 2, 2))
-_EMPTY_GRID = np.array([0.0, 0.0, 1.0, 0.0, 1.0])
+_EMPTY_GRID = np.array([0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
 
 
 def law_spec(noise, batch: int):
@@ -446,11 +466,13 @@ def clip_factors(noise, batch: int, q, tau):
     batch = check_batch(batch)
     spec = law_spec(noise, batch)
     q, tau = np.broadcast_arrays(np.asarray(q, dtype=np.float64), np.asarray(tau, dtype=np.float64))
+    shape = q.shape
+    q, tau2 = np.ascontiguousarray(q.ravel()), np.ascontiguousarray(tau.ravel() ** 2)
     mu, nuh, A = (np.empty(q.shape) for _ in range(3))
     s2 = noise.variance
-    for idx in np.ndindex(q.shape):
-        mu[idx], nuh[idx], A[idx] = clip_factors_nb(float(q[idx]), float(tau[idx]) ** 2, s2, batch, *spec)
+    _factors_pairs(q, tau2, s2, batch, *spec, mu, nuh, A)
     nu = nuh * (np.maximum(q, 0.0) + s2)
+    mu, nu, A = (v.reshape(shape) for v in (mu, nu, A))
     return (mu[()], nu[()], A[()]) if mu.ndim == 0 else (mu, nu, A)
 
 
@@ -499,9 +521,18 @@ class ClippedSGDTheory(Theory):
         c = state.consts
         lam, mult = c["lam"], c["mult"]
         E = float(scalars[0])
-        tau2 = np.ascontiguousarray(self._tau2(state, opt, t, E))
+        tt = np.asarray(t, dtype=np.float64)
+        # per-mode times (a smooth schedule inside a block): the factors are evaluated at the two extreme
+        # times and interpolated linearly (the block keeps the schedules within a fraction delta)
+        ends = np.array([tt.min(), tt.max()]) if tt.ndim else tt.reshape(1)
+        tau2 = np.ascontiguousarray(self._tau2(state, opt, ends, E))
         mu, nuh, A = np.empty_like(tau2), np.empty_like(tau2), np.empty_like(tau2)
         clip_factors_vec(E - state.sigma2, tau2, state.sigma2, opt.batch, *c["spec"], mu, nuh, A)
+        if tt.ndim and ends[1] > ends[0]:
+            x = (tt - ends[0]) / (ends[1] - ends[0])
+            mu, nuh, A = (v[0] + (v[1] - v[0]) * x for v in (mu, nuh, A))
+        elif tt.ndim:
+            mu, nuh, A = mu[0], nuh[0], A[0]
         lr = opt.lr_at(t)
         el = lr * lam
         return el * (-2.0 * mu + el * A), np.zeros_like(lam), (lr * lr / opt.batch) * nuh * mult * lam
@@ -606,6 +637,8 @@ def ccc(noise, batch: int, q, tau):
 
 
 _W_SCAN = np.linspace(-8.0, 8.0, 321)
+#: a CCC gain below this is treated as none (the B > 1 tables are accurate to ~1e-6 near tau -> inf)
+HELPS_TOL = 1e-6
 
 
 def max_ccc(noise, batch: int, q: float):
@@ -616,7 +649,7 @@ def max_ccc(noise, batch: int, q: float):
     taus = np.sqrt(np.exp(_W_SCAN) * E)
     vals = ccc(noise, batch, np.full(taus.shape, float(q)), taus)
     i = int(np.argmax(vals))
-    if not vals[i] > 1.0 + 1e-9:
+    if not vals[i] > 1.0 + HELPS_TOL:
         return 1.0, math.inf
     if 0 < i < vals.size - 1:  # parabolic refinement in w
         y0, y1, y2 = vals[i - 1], vals[i], vals[i + 1]
@@ -656,13 +689,13 @@ def clipping_advice(problem, batch: int = 1, points: int = 25) -> ClippingAdvice
         if v > best[0]:
             best = (v, float(q), tau)
     v, q, tau = best
-    return ClippingAdvice(v > 1.0, v, q, tau, tau * math.sqrt(problem.trace / batch))
+    return ClippingAdvice(v > 1.0 + HELPS_TOL, v, q, tau, tau * math.sqrt(problem.trace / batch))
 
 
 def max_ccc_schedule(problem, lr: float, batch: int, steps: int, compensate: bool = True,
                      max_lr_factor: float = 100.0) -> ClippedSGD:
     """The max-CCC schedule of research/clipped_sgd.md §2.2 (4): at each step tau_k = argmax CCC(q_k, tau)
-    (no clipping where max CCC <= 1) and, with ``compensate``, lr_k = lr / mu_k (capped at
+    (no clipping where max CCC <= 1; the argmax is tabulated over 60 log-spaced q and interpolated) and, with ``compensate``, lr_k = lr / mu_k (capped at
     ``max_lr_factor`` lr, with a warning), q_k from the theory run along. Returned as a ClippedSGD with
     explicit per-step sequences (clip and lr schedule), which both engines run as is."""
     from ..problems import Problem
@@ -679,9 +712,28 @@ def max_ccc_schedule(problem, lr: float, batch: int, steps: int, compensate: boo
     clips, lrs = np.empty(steps), np.empty(steps)
     capped = False
     scale = math.sqrt(trK / batch)
+    # argmax_tau CCC as a function of q: tabulated on a log grid (60 points) and interpolated in log q
+    # (w* = log(tau*^2 / E) varies slowly with q and CCC is flat at its maximum)
+    q0 = float(lam @ rho)
+    qg = np.geomspace(1e-4 * max(s2, 1e-300), 10.0 * max(q0, s2, 1e-300), 60)
+    wstar = np.full(qg.size, np.inf)
+    if s2 > 0:
+        for i, qi in enumerate(qg):
+            v, tau = max_ccc(problem.noise, batch, qi)
+            if v > 1.0 + HELPS_TOL:
+                wstar[i] = math.log(tau * tau / (qi + s2))
+    lq = np.log(qg)
     for k in range(steps):
         q = float(lam @ rho)
-        _, tau = max_ccc(problem.noise, batch, q) if s2 > 0 else (1.0, math.inf)
+        x = min(max(math.log(max(q, 1e-300)), lq[0]), lq[-1])
+        i = min(int(np.searchsorted(lq, x)), qg.size - 1)
+        i0 = max(i - 1, 0)
+        if np.isinf(wstar[i0]) or np.isinf(wstar[i]):
+            w = wstar[i0] if abs(x - lq[i0]) <= abs(lq[i] - x) else wstar[i]
+        else:
+            t = 0.0 if i == i0 else (x - lq[i0]) / (lq[i] - lq[i0])
+            w = wstar[i0] + t * (wstar[i] - wstar[i0])
+        tau = math.sqrt(math.exp(w) * (q + s2)) if np.isfinite(w) else math.inf
         mu, nuh, A = clip_factors_nb(q, tau * tau, s2, batch, *spec)
         lk = lr / mu if compensate else lr
         if lk > max_lr_factor * lr:

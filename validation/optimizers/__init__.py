@@ -2,6 +2,7 @@
 
 A simulation module is a pure init/update pair over a fixed pytree state (optax's shape):
 
+* ``prepare(problem, opt, steps) -> opt`` (optional): resolve hyperparameters that depend on the theory
 * ``init(theta0, opt) -> state``
 * ``update(theta, state, key, lr, sample, opt) -> (theta, state)``: one update (covering ``span``
   inner steps), where ``lr`` is the scheduled step size of this update and ``sample(key, n)`` returns
@@ -17,6 +18,11 @@ _SIMS: dict = {}
 
 class Simulation:
     span: int = 1
+
+    def prepare(self, problem, opt, steps):
+        """The optimizer actually run for ``steps`` steps (hook for hyperparameters resolved from the
+        theory before a run, e.g. a relative clip level); the identity by default."""
+        return opt
 
     def init(self, theta0, opt):
         return ()
@@ -36,4 +42,4 @@ def simulation_for(opt) -> Simulation:
         raise ValueError(f"no simulation registered for optimizer {opt!r}") from None
 
 
-from . import sgd  # noqa: E402,F401  (registers itself)
+from . import clipped_sgd, sgd  # noqa: E402,F401  (register themselves)
