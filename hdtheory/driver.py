@@ -175,7 +175,7 @@ def _block_length(k, k_ref, target, delta, span, breakpoints, opt) -> int:
     moving = [sc for sc in opt.schedules if not sc.constant]
     while n >= 2 * span and moving:
         ends = np.array([k, k + n - 1], dtype=np.float64)
-        if all(abs(m1 - m0) <= delta * max(abs(m0), abs(m1)) for m0, m1 in (sc(ends) for sc in moving)):
+        if all(m0 == m1 or abs(m1 - m0) <= delta * max(abs(m0), abs(m1)) for m0, m1 in (sc(ends) for sc in moving)):
             break
         n = (n // 2) // span * span
     return n

@@ -88,6 +88,115 @@ many runs see divergence later (the same rare-run effect as above). Measured wit
     print(f"B={B}: theory {lr_t:.4f}, empirical {res.lr:.4f} (bracket {res.lo:.4f}-{res.hi:.4f}), ratio {res.lr / lr_t:.3f}")"""),
 ]
 
+CLIPPED_CELLS = [
+    ("md", """# Clipped SGD: when does clipping help?
+
+`hd.ClippedSGD(lr, clip, batch)` runs $\\theta\\leftarrow\\theta-\\eta\\,g\\min(1,c/\\|g\\|)$. Its theory (research/clipped_sgd.md §1) is SGD's
+per-mode recursion with three reduction factors, functions of the excess MSE $q$ and the normalized clip level
+$\\tau=c\\sqrt{B/\\operatorname{tr}K}$:
+
+$$\\rho_j\\leftarrow\\rho_j\\,[1-2\\eta\\lambda_j\\mu+\\eta^2\\lambda_j^2A]+\\tfrac{\\eta^2}{B}\\lambda_j\\,\\nu .$$
+
+Clipping at matched drift (lr $\\eta/\\mu$) injects less noise than SGD iff $\\mathrm{CCC}=\\mu^2\\mathcal E/\\nu>1$ (§2.1). Below: the factors, risk
+curves predicted vs simulated for Gaussian and Student-t(3) label noise, the gain map over (lr, clip), and the
+relative-clip edge of stability."""),
+    ("code", """import math, time
+import numpy as np
+import matplotlib.pyplot as plt
+import hdtheory as hd
+import validation
+
+d = 500
+lam = np.linspace(0.5, 1.5, d)                 # the note's §4 spectrum: tr K = d, tr K / lambda_max = d / 1.5
+theta_star = np.full(d, math.sqrt(4.0 / lam.sum()))
+laws = {"Gaussian": hd.Gaussian(1.0), "Student-t(3)": hd.StudentT(1.0, 3)}
+probs = {name: hd.Problem(lam, theta_star, noise=noise) for name, noise in laws.items()}
+trK = lam.sum()"""),
+    ("md", "## The reduction factors and the comparison criterion (B = 1, q = 0.1 sigma^2)"),
+    ("code", """q = 0.1
+w = np.linspace(-5, 4, 200)                      # log(tau^2 / E)
+tau = np.sqrt(np.exp(w) * (q + 1.0))
+fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+for name, noise in laws.items():
+    mu, nu, A = hd.clip_factors(noise, 1, q, tau)
+    axes[0].plot(np.exp(w), mu, label=f"mu, {name}")
+    axes[0].plot(np.exp(w), nu / (q + 1), "--", label=f"nu/E, {name}")
+    axes[1].plot(np.exp(w), hd.ccc(noise, 1, q, tau), label=name)
+    v, t = hd.max_ccc(noise, 1, q)
+    print(f"{name}: max CCC = {v:.4f} at tau^2/E = {t * t / (q + 1):.3g}")
+for ax in axes:
+    ax.set_xscale("log"); ax.set_xlabel("tau^2 / E"); ax.legend()
+axes[1].axhline(1, color="k", lw=0.8); axes[1].set_ylabel("CCC = mu^2 E / nu")
+axes[1].set_title("clipping can beat SGD only where CCC > 1");"""),
+    ("md", """## Risk curves: SGD vs the max-CCC schedule, predicted vs simulated
+
+The max-CCC schedule (§2.2) picks $\\tau_k=\\arg\\max_\\tau\\mathrm{CCC}(q_k,\\tau)$ and compensates the lr ($\\eta/\\mu_k$); it is resolved by the theory into
+explicit per-step sequences that the simulator runs. For Gaussian noise it never clips (it *is* SGD). A fixed clip
+(tau = 1) at the same lr is shown as well. For Student-t(3), plain SGD's simulated mean is unreliable (infinite variance
+of the risk, §5.3), so the SGD simulation is shown for Gaussian noise only."""),
+    ("code", """steps, lr = 3000, 1.0 / trK
+grid = hd.step_grid(steps, per_decade=12)
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+for ax, (name, prob) in zip(axes, probs.items()):
+    runs = {"SGD": hd.SGD(lr),
+            "fixed clip tau=1": hd.ClippedSGD(lr, clip=math.sqrt(trK)),
+            "max-CCC schedule": hd.max_ccc_schedule(prob, lr, 1, steps)}
+    for (label, opt), color in zip(runs.items(), ["C0", "C1", "C2"]):
+        curve = hd.solve(prob, opt, grid=grid)
+        sim = None
+        if not (label == "SGD" and name != "Gaussian"):
+            sim = validation.simulate(prob, opt, grid=grid, seeds=16, key=0)
+            print(f"{name:13s} {label:17s}: E(final) theory {2 * curve.risk[-1]:.4f}, sim {2 * sim.mean[-1]:.4f} +- {2 * sim.sem[-1]:.4f}")
+        else:
+            print(f"{name:13s} {label:17s}: E(final) theory {2 * curve.risk[-1]:.4f} (exact recursion)")
+        hd.plot(curve, sim, ax=ax, label=label, color=color)
+    ax.set_title(f"{name} label noise, B = 1, d = {d}")"""),
+    ("md", """## Gain map over (lr, clip)
+
+Predicted risk after 1000 steps of clipped SGD at (lr, tau) divided by the best SGD risk over lr (V-G of the note).
+Blue = clipping wins. For Gaussian noise no cell beats the best SGD; for Student-t(3) a band of moderate clip levels does."""),
+    ("code", """lrs = np.geomspace(0.1, 40, 22) / trK
+taus = np.geomspace(0.25, 16, 20)
+g2 = np.array([0, 1000])
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+t0 = time.perf_counter()
+for ax, (name, prob) in zip(axes, probs.items()):
+    sgd = np.array([hd.solve(prob, hd.SGD(l), grid=g2).risk[-1] if hd.solve(prob, hd.SGD(l), grid=g2).risk.size == 2 else np.inf for l in lrs])
+    best_sgd = np.nanmin(np.where(np.isfinite(sgd), sgd, np.nan))
+    gain = np.empty((taus.size, lrs.size))
+    for i, t in enumerate(taus):
+        for j, l in enumerate(lrs):
+            c = hd.solve(prob, hd.ClippedSGD(l, clip=t * math.sqrt(trK)), grid=g2)
+            gain[i, j] = c.risk[-1] / best_sgd if c.risk.size == 2 else np.inf
+    im = ax.pcolormesh(lrs * trK, taus, np.log10(gain), cmap="RdBu_r", vmin=-0.3, vmax=0.3, shading="nearest")
+    ax.set_xscale("log"); ax.set_yscale("log"); ax.set_xlabel("lr x tr K"); ax.set_title(name)
+    print(f"{name}: best clipped / best SGD = {np.min(gain):.4f}")
+axes[0].set_ylabel("tau = c sqrt(B / tr K)")
+fig.colorbar(im, ax=axes, label="log10(clipped / best SGD)")
+print(f"{2 * lrs.size * (taus.size + 1)} theory curves in {time.perf_counter() - t0:.1f} s")"""),
+    ("md", """## Fixed vs relative clip level: no divergence vs a sharp edge
+
+With a fixed c nothing diverges (each step moves theta by at most lr c): the floor grows like lr^2 c^2 (§3.2). With a
+relative level $c_k=\\kappa\\sqrt{\\operatorname{tr}K\\,\\mathcal E_k/B}$ there is a sharp edge of stability, at lr = (mu/nu-hat) x the SGD edge
+for small lr (§3.3)."""),
+    ("code", """prob = probs["Gaussian"]
+es = hd.stability_threshold(prob, hd.SGD(1.0))
+fr = np.geomspace(0.3, 100, 30)
+floors = [hd.stationary_risk(prob, hd.ClippedSGD(f * es, clip=math.sqrt(trK))) for f in fr]
+fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+axes[0].loglog(fr, floors, label="fixed tau = 1: stationary risk")
+axes[0].loglog(fr, [hd.stationary_risk(prob, hd.ClippedSGD(f * es)) for f in fr], label="SGD (inf above its edge)")
+axes[0].set_xlabel("lr / SGD threshold"); axes[0].legend()
+kap = np.geomspace(0.1, 10, 40)
+axes[1].semilogx(kap, [hd.stability_threshold(prob, hd.ClippedSGD(1.0, clip=hd.RelativeClip(k))) / es for k in kap])
+axes[1].set_xlabel("kappa"); axes[1].set_ylabel("relative-clip edge / SGD edge")
+small = hd.powerlaw(200, 0.25, 0.3, noise=hd.Gaussian(0.5))
+opt = hd.ClippedSGD(1.0, clip=hd.RelativeClip(0.5))
+lt = hd.stability_threshold(small, opt)
+le = validation.empirical_threshold(small, opt, steps=3000, seeds=8, key=0, rtol=0.02, lr0=lt)
+print(f"relative clip kappa = 0.5, d = 200: theory edge {lt:.4f}, empirical {le:.4f} (ratio {le / lt:.3f})")"""),
+]
+
 
 def build(cells, path):
     nb = nbf.v4.new_notebook()
@@ -98,3 +207,4 @@ def build(cells, path):
 
 if __name__ == "__main__":
     build(SGD_CELLS, HERE / "sgd_risk_curves_and_edge_of_stability.ipynb")
+    build(CLIPPED_CELLS, HERE / "clipped_sgd_when_clipping_helps.ipynb")

@@ -1,0 +1,77 @@
+"""Clipped-SGD benchmarks (issue 4). Prints ratios against baselines run in the same process:
+
+(i)   a clipped-SGD theory curve vs an SGD theory curve of the same size (target <= 2x), per noise law, for
+      fixed and relative clip levels, at 1e4 and 1e6 steps (d = 1000);
+(ii)  the theory vs a 16-seed simulation of the same run (d = 1000, 1e4 steps);
+(iii) with --edges: empirical relative-clip thresholds vs the theory's edge (research/clipped_sgd.md §3.3).
+
+Run: python benchmarks/bench_clipped_sgd.py [--quick] [--edges]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+
+import hdtheory as hd
+
+
+def best_of(f, n=3):
+    out = math.inf
+    for _ in range(n):
+        t = time.perf_counter()
+        f()
+        out = min(out, time.perf_counter() - t)
+    return out
+
+
+def linspace_problem(d, noise):
+    lam = np.linspace(0.5, 1.5, d)
+    return hd.Problem(lam, np.full(d, math.sqrt(4.0 / lam.sum())), noise=noise)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--edges", action="store_true")
+    args = ap.parse_args()
+    d = 1000
+    laws = {"gauss": hd.Gaussian(1.0), "rademacher": hd.Rademacher(1.0), "student_t3": hd.StudentT(1.0, 3)}
+    print("(i) theory curve cost, clipped / SGD (same problem, lr, steps)")
+    for steps in ([10**4] if args.quick else [10**4, 10**6]):
+        for name, noise in laws.items():
+            for B in (1, 8):
+                p = linspace_problem(d, noise)
+                lr = 0.5 * B / p.trace
+                hd.solve(p, hd.ClippedSGD(lr, clip=math.sqrt(p.trace / B), batch=B), 100)  # compile, tables
+                t_sgd = best_of(lambda: hd.solve(p, hd.SGD(lr, batch=B), steps))
+                for label, clip in [("fixed", math.sqrt(p.trace / B)), ("relative", hd.RelativeClip(1.0))]:
+                    t = best_of(lambda: hd.solve(p, hd.ClippedSGD(lr, clip=clip, batch=B), steps))
+                    print(f"  steps={steps:>8d} {name:10s} B={B} {label:8s}: clipped {t * 1e3:8.2f} ms, SGD {t_sgd * 1e3:7.2f} ms,"
+                          f" ratio {t / t_sgd:6.2f}x")
+    print("(ii) theory vs 16-seed simulation (d = 1000, 1e4 steps)")
+    import validation
+
+    for name in (["gauss"] if args.quick else list(laws)):
+        p = linspace_problem(d, laws[name])
+        opt = hd.ClippedSGD(0.5 / p.trace, clip=math.sqrt(p.trace))
+        validation.simulate(p, opt, 10**4, seeds=16)
+        t_sim = best_of(lambda: validation.simulate(p, opt, 10**4, seeds=16), n=2)
+        t_th = best_of(lambda: hd.solve(p, opt, 10**4))
+        print(f"  {name:10s}: theory {t_th * 1e3:.2f} ms, simulation {t_sim:.2f} s, ratio {t_sim / t_th:.0f}x")
+    if args.edges:
+        print("(iii) relative-clip edge: empirical (20000 steps, 64 seeds) / theory, d = 500")
+        for name in ["gauss", "student_t3"]:
+            for B, kappa in [(1, 1.0), (8, 0.5)]:
+                p = linspace_problem(500, laws[name])
+                opt = hd.ClippedSGD(1.0, clip=hd.RelativeClip(kappa), batch=B)
+                lt = hd.stability_threshold(p, opt)
+                res = validation.empirical_threshold(p, opt, steps=20000, seeds=64, key=0, lr0=lt, full=True)
+                print(f"  {name:10s} B={B} kappa={kappa}: theory {lt:.5f}, empirical {res.lr:.5f}"
+                      f" [{res.lo:.5f}, {res.hi:.5f}], ratio {res.lr / lt:.3f}")
+
+
+if __name__ == "__main__":
+    main()
