@@ -57,6 +57,10 @@ DMAX = 0.03
 #: the modes, an exact step one pass, so shorter blocks are slower
 MIN_BLOCK = 16
 
+#: cost of one Python-level block (3 passes of affine + block kernels, ~150-300 us) in units of one exact
+#: per-mode update (~1 ns): blocks start once they are this many mode-updates long (measured, 2-core CPU)
+PY_BLOCK_COST = 2e5
+
 _EXACT_CHUNK = 1 << 16
 
 
@@ -108,7 +112,10 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
     blk = _Blocks(theory, st, opt, correctors) if use_blocks else None
     # fused Numba block loop when the coefficients are fixed between breakpoints
     fused = use_blocks and not theory.scalar_dependent and all(sc.piecewise_constant for sc in scheds)
-    k_block = span * int(math.ceil(MIN_BLOCK / delta))  # first step where delta k >= MIN_BLOCK updates
+    # first step where delta k >= the block length that pays off: MIN_BLOCK updates for the fused Numba loop;
+    # a Python-level block (scalar-dependent coefficients, smooth schedules) costs ~PY_BLOCK_COST mode-updates
+    min_block = MIN_BLOCK if fused else max(MIN_BLOCK, PY_BLOCK_COST / max(st.s.shape[0], 1))
+    k_block = span * int(math.ceil(min_block / delta))
 
     while i < g.size:
         target = int(g[i])
