@@ -9,7 +9,8 @@ __version__ = "0.1.0"
 
 from .grid import step_grid
 from .noise import Gaussian, NoiseLaw, Rademacher, StudentT
-from .optimizers import SGD
+from .optimizers import SGD, SignSGD
+from .optimizers import signsgd  # helpers: hd.signsgd.no_progress_lr, stationary_risk, optimal_lr, ...
 from .problems import Problem, from_covariance, isotropic, powerlaw
 from .results import RiskCurve
 from .schedules import Constant, Piecewise, PowerDecay, WarmupCosine
@@ -26,6 +27,7 @@ def plot(*args, **kwargs):
 
 __all__ = [
     "Constant", "EdgeOfStability", "Gaussian", "NoiseLaw", "Piecewise", "PowerDecay", "Problem",
-    "Rademacher", "RiskCurve", "SGD", "StudentT", "WarmupCosine", "edge_of_stability", "from_covariance",
-    "isotropic", "plot", "powerlaw", "solve", "stability_threshold", "step_grid",
+    "Rademacher", "RiskCurve", "SGD", "SignSGD", "StudentT", "WarmupCosine", "edge_of_stability", "from_covariance",
+    "isotropic", "plot", "powerlaw", "signsgd", "solve", "stability_threshold",
+    "step_grid",
 ]

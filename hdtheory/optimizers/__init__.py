@@ -22,5 +22,6 @@ def theory_for(opt) -> Theory:
 
 
 from .sgd import SGD  # noqa: E402  (registers itself)
+from .signsgd import SignSGD  # noqa: E402  (registers itself)
 
-__all__ = ["SGD", "ModeState", "OptimizerMixin", "Theory", "register", "theory_for"]
+__all__ = ["SGD", "SignSGD", "ModeState", "OptimizerMixin", "Theory", "register", "theory_for"]
