@@ -9,7 +9,8 @@ __version__ = "0.1.0"
 
 from .grid import step_grid
 from .noise import Gaussian, NoiseLaw, Rademacher, StudentT
-from .optimizers import SGD, ClippedSGD, RelativeClip
+from .optimizers import SGD, ClippedSGD, RelativeClip, SignSGD
+from .optimizers import clipped_sgd, signsgd  # helper namespaces: hd.signsgd.no_progress_lr, hd.clipped_sgd.*
 from .optimizers.clipped_sgd import (ClippingAdvice, ccc, clip_factors, clipping_advice, max_ccc,
                                      max_ccc_schedule, optimal_clip, resolve_clip, stationary_risk)
 from .problems import Problem, from_covariance, isotropic, powerlaw
@@ -30,6 +31,7 @@ __all__ = [
     "ClippedSGD", "ClippingAdvice", "RelativeClip", "Sequence", "ccc", "clip_factors", "clipping_advice", "max_ccc",
     "max_ccc_schedule", "optimal_clip", "resolve_clip", "stationary_risk",
     "Constant", "EdgeOfStability", "Gaussian", "NoiseLaw", "Piecewise", "PowerDecay", "Problem",
-    "Rademacher", "RiskCurve", "SGD", "StudentT", "WarmupCosine", "edge_of_stability", "from_covariance",
-    "isotropic", "plot", "powerlaw", "solve", "stability_threshold", "step_grid",
+    "Rademacher", "RiskCurve", "SGD", "SignSGD", "clipped_sgd", "StudentT", "WarmupCosine", "edge_of_stability", "from_covariance",
+    "isotropic", "plot", "powerlaw", "signsgd", "solve", "stability_threshold",
+    "step_grid",
 ]

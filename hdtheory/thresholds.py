@@ -22,7 +22,10 @@ def stability_threshold(problem, opt) -> float:
     """Largest stable base ``lr`` for ``opt``'s other hyperparameters (its ``lr`` is ignored).
 
     With a schedule, the returned base lr keeps lr * max_k schedule(k) at the threshold.
-    Returns ``math.inf`` for optimizers that never diverge."""
+    Returns ``math.inf`` for optimizers that never diverge: signSGD moves each coordinate by at most lr per
+    step, and its risk settles at a finite floor for every lr (research/signsgd.md §3.1; the floor grows like
+    lr^2 at large lr); its useful limit is ``hd.signsgd.no_progress_lr`` (the lr whose floor is the initial
+    risk), found with real runs by ``validation.empirical_threshold(..., criterion="no_progress")``."""
     return theory_for(opt).threshold(problem, opt)
 
 

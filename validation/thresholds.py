@@ -17,6 +17,12 @@ a floor (ratio ~ 1); above it, it grows like q^k with q the spectral radius of t
 1.01 lr* for B = 1, i.e. ~2150 steps per e-fold). The search starts from ``lr0`` (default the
 closed-form lower bound 2B / (tr K + (B + 1) lambda_max), which uses no solver), doubles or halves to
 a bracket, then bisects in log lr until hi/lo <= 1 + rtol. Independent of the theory's solver.
+
+``criterion="no_progress"`` is for optimizers that never diverge (signSGD: ``hd.stability_threshold`` is +inf,
+research/signsgd.md §3): a run "fails" when the seeds' statistic of its risk averaged over the second half
+of the horizon (11 points in [steps/2, steps]) is at least the initial risk, i.e. it ends no better than it
+started. The result estimates the theory's no-progress lr (``hd.signsgd.no_progress_lr``, the constant lr
+whose floor is the initial risk) once ``steps`` is long enough for the slowest modes to reach their floor.
 """
 from __future__ import annotations
 
@@ -43,22 +49,32 @@ def _default_lr0(problem, opt) -> float:
 
 def empirical_threshold(problem, opt, steps: int = 20000, seeds: int = 8, key=0, *, rtol: float = 0.01,
                         growth: float = 10.0, lr0: float | None = None, max_evals: int = 40,
-                        statistic: str = "mean", progress: bool = False, full: bool = False):
-    """Largest lr at which real runs of ``opt`` (other hyperparameters fixed) do not diverge.
+                        statistic: str = "mean", progress: bool = False, full: bool = False,
+                        criterion: str = "divergence"):
+    """Largest lr at which real runs of ``opt`` (other hyperparameters fixed) do not diverge
+    (``criterion="divergence"``) or still make progress (``criterion="no_progress"``, module docstring).
 
     Returns the lr (float), or ``EmpiricalThreshold`` with the bracket when ``full=True``."""
     if steps < 4:
         raise ValueError("steps must be >= 4")
     if statistic not in ("median", "mean"):
         raise ValueError(f"statistic must be 'median' or 'mean', got {statistic!r}")
+    if criterion not in ("divergence", "no_progress"):
+        raise ValueError(f"criterion must be 'divergence' or 'no_progress', got {criterion!r}")
     stat = np.median if statistic == "median" else np.mean
-    grid = np.array([0, steps // 2, steps], dtype=np.int64)
+    if criterion == "divergence":
+        grid = np.array([0, steps // 2, steps], dtype=np.int64)
+    else:
+        grid = np.unique(np.concatenate([[0], np.linspace(steps // 2, steps, 11).astype(np.int64)]))
     evals = 0
 
     def diverges(lr):
         nonlocal evals
         evals += 1
         sim = simulate(problem, opt.with_lr(lr), grid=grid, seeds=seeds, key=key)
+        if criterion == "no_progress":
+            late = stat(sim.risk[:, 1:].mean(axis=1))
+            return not np.isfinite(late) or late >= problem.initial_risk
         mid, end = stat(sim.risk[:, 1]), stat(sim.risk[:, 2])
         return not (np.isfinite(end) and np.isfinite(mid)) or end > growth * mid
 

@@ -23,5 +23,7 @@ def theory_for(opt) -> Theory:
 
 from .sgd import SGD  # noqa: E402  (registers itself)
 from .clipped_sgd import ClippedSGD, RelativeClip  # noqa: E402  (registers itself)
+from .signsgd import SignSGD  # noqa: E402  (registers itself)
 
-__all__ = ["ClippedSGD", "RelativeClip", "SGD", "ModeState", "OptimizerMixin", "Theory", "register", "theory_for"]
+__all__ = ["ClippedSGD", "RelativeClip", "SGD", "SignSGD", "ModeState", "OptimizerMixin", "Theory", "register",
+           "theory_for"]

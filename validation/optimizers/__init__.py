@@ -42,4 +42,4 @@ def simulation_for(opt) -> Simulation:
         raise ValueError(f"no simulation registered for optimizer {opt!r}") from None
 
 
-from . import clipped_sgd, sgd  # noqa: E402,F401  (register themselves)
+from . import clipped_sgd, sgd, signsgd  # noqa: E402,F401  (register themselves)

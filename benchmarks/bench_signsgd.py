@@ -1,0 +1,101 @@
+"""signSGD theory benchmarks (issue 5, item 7). Prints ratios against baselines run in this process:
+
+(i)   diagonal signSGD curve cost vs the SGD curve on the same problem and horizon (hd.solve, default method;
+      target <= 2x), at d = 1000 and 10^4, horizons 10^4 and 10^7; and the block solver's error vs the exact map;
+(ii)  dense-K cost: the O(d^3) setup (from_covariance + modes of D^-1/4 K D^-1/4) and the solve, d = 500, 2000;
+(iii) with --validate: theory vs JAX simulation on the note's V2 setup for every law and B in {1, 8}
+      (max relative error and max |z| of the seed mean; longer and larger than the unit tests).
+
+Usage: python benchmarks/bench_signsgd.py [--quick] [--validate]
+Set OPENBLAS_NUM_THREADS=1 on a machine shared with other jobs: multi-threaded eigh of 2000 x 2000 is 60x
+slower when the cores are oversubscribed.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import hdtheory as hd
+
+
+def best_of(fn, repeat=3):
+    times, out = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
+def curve_cost(d, steps):
+    lam = (np.arange(1, d + 1) / d) ** 2  # distinct eigenvalues: no mode merging for either optimizer
+    prob = hd.Problem(lam, np.ones(d) / np.sqrt(d), noise=hd.Gaussian(0.4))
+    sign = hd.SignSGD(0.2 / d)
+    sgd = hd.SGD(0.5 * hd.stability_threshold(prob, hd.SGD(1.0)))
+    grid = hd.step_grid(steps)
+    for opt in (sign, sgd):
+        hd.solve(prob, opt, grid=grid)  # compile
+    t_sign, c_sign = best_of(lambda: hd.solve(prob, sign, grid=grid))
+    t_sgd, _ = best_of(lambda: hd.solve(prob, sgd, grid=grid))
+    msg = ""
+    if steps <= 10**5:
+        t_ex, ex = best_of(lambda: hd.solve(prob, sign, grid=grid, method="exact"), repeat=1)
+        msg = (f" | exact map {t_ex * 1e3:.1f} ms, block-vs-exact max rel. error "
+               f"{np.max(np.abs(c_sign.risk / ex.risk - 1)):.1e}")
+    print(f"(i) d={d:>6} steps={steps:.0e}: signSGD {t_sign * 1e3:8.1f} ms, SGD {t_sgd * 1e3:8.1f} ms, "
+          f"ratio {t_sign / t_sgd:5.2f}x (target <= 2x){msg}")
+
+
+def dense_cost(d):
+    rng = np.random.default_rng(7)
+    D = ((np.arange(1, d + 1) / d) ** 2)[rng.permutation(d)]
+    signs = rng.choice([-1, 1], d)
+    i = np.arange(d)
+    K = np.sqrt(np.outer(D, D)) * 0.6 ** np.abs(i[:, None] - i[None, :])  # note V3
+    t0 = time.perf_counter()
+    prob = hd.from_covariance(K, target=signs / np.sqrt(d), noise=hd.Gaussian(0.4))
+    t1 = time.perf_counter()
+    hd.signsgd.modes(prob)
+    t2 = time.perf_counter()
+    curve = hd.solve(prob, hd.SignSGD(0.5 / d), grid=(np.array([0, 0.25, 0.5, 1, 2, 4, 8]) * d).astype(int))
+    t3 = time.perf_counter()
+    print(f"(ii) dense d={d}: from_covariance {t1 - t0:.2f} s, signSGD setup (arcsin, eigh, GEMM) {t2 - t1:.2f} s, "
+          f"solve to t = 8 (incl. its setup) {t3 - t2:.2f} s; R = {np.round(curve.risk, 5)}")
+
+
+def validate(d, seeds):
+    import validation
+
+    lam = (np.arange(1, d + 1) / d) ** 2
+    for law in (hd.Gaussian(0.4), hd.Rademacher(0.4), hd.StudentT(0.4, 5.0)):
+        prob = hd.Problem(lam, np.ones(d) / np.sqrt(d), noise=law)
+        for B, per_example in ((1, False), (8, False), (8, True)):
+            opt = hd.SignSGD(0.5 / d, batch=B, per_example=per_example)
+            grid = (np.array([0, 0.25, 0.5, 1, 2, 4]) * d).astype(np.int64)
+            t = time.perf_counter()
+            sim = validation.simulate(prob, opt, grid=grid, seeds=seeds, key=11)
+            curve = hd.solve(prob, opt, grid=grid)
+            err = (sim.mean - curve.risk)[1:]
+            print(f"(iii) {law.kind:>10} B={B} per_example={per_example!s:5} d={d} {seeds} seeds: max |rel| "
+                  f"{np.max(np.abs(err / curve.risk[1:])):.2%}, max |z| {np.max(np.abs(err / sim.sem[1:])):.1f} "
+                  f"({time.perf_counter() - t:.0f} s)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--validate", action="store_true", help="also (iii), theory vs simulation (minutes on CPU)")
+    a = ap.parse_args()
+    for d in (1000, 10**4):
+        for steps in ((10**4,) if a.quick else (10**4, 10**7)):
+            curve_cost(d, steps)
+    for d in ((500,) if a.quick else (500, 2000)):
+        dense_cost(d)
+    if a.validate:
+        validate(1000, 32)
+
+
+if __name__ == "__main__":
+    main()
