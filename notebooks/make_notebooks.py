@@ -197,6 +197,73 @@ le = validation.empirical_threshold(small, opt, steps=3000, seeds=8, key=0, rtol
 print(f"relative clip kappa = 0.5, d = 200: theory edge {lt:.4f}, empirical {le:.4f} (ratio {le / lt:.3f})")"""),
 ]
 
+SIGNSGD_CELLS = [
+    ("md", """# signSGD vs SGD: each at its own optimal learning rate
+
+`hd.SignSGD(lr, batch)` runs $\\theta\\leftarrow\\theta-\\eta\\,\\mathrm{sign}(g)$. Its theory (research/signsgd.md §1.4) is a per-mode map on the spectrum
+$\\mu$ of $D^{-1/4}KD^{-1/4}$ ($\\sqrt\\lambda$ for diagonal K, *diagonal preconditioning*), with drift $a_B(s)$ (*effective lr* and *noise
+compression*) and noise weights $n_j$ from the arcsine law (*gradient-noise reshaping*):
+$\\tilde\\rho_j\\leftarrow(1-2\\eta a_B(s)\\mu_j)\\tilde\\rho_j+\\eta^2n_j$. signSGD never diverges; too large an lr stalls it (the no-progress lr)."""),
+    ("code", """import math
+import numpy as np
+import matplotlib.pyplot as plt
+import hdtheory as hd
+import validation
+
+d, steps, B = 400, 2000, 1
+rng = np.random.default_rng(0)
+lam_pl = (np.arange(1, d + 1) / d) ** 2.0
+problems = {
+    "isotropic (diagonal)": hd.Problem(np.ones(d), rng.normal(size=d) / math.sqrt(d), noise=hd.Gaussian(0.3)),
+    "power law (diagonal)": hd.Problem(lam_pl, rng.normal(size=d) / math.sqrt(d), noise=hd.Gaussian(0.3)),
+}
+Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+K = (Q * np.linspace(0.2, 2.0, d)) @ Q.T
+K = 0.5 * (K + K.T)
+problems["dense K"] = hd.from_covariance(K, target=rng.normal(size=d) / math.sqrt(d), noise=hd.Gaussian(0.3))
+
+def sgd_optimal_lr(prob, steps, batch):
+    lr_t = hd.stability_threshold(prob, hd.SGD(1.0, batch=batch))
+    lrs = lr_t * np.geomspace(1e-3, 0.99, 40)
+    g = np.array([0, steps])
+    risks = [hd.solve(prob, hd.SGD(l, batch=batch), grid=g).risk[-1] for l in lrs]
+    return lrs[int(np.argmin(risks))]"""),
+    ("code", """grid = hd.step_grid(steps, per_decade=12)
+fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+for ax, (name, prob) in zip(axes, problems.items()):
+    lr_sign = hd.signsgd.optimal_lr(prob, hd.SignSGD(1.0, batch=B), steps)
+    lr_sgd = sgd_optimal_lr(prob, steps, B)
+    for opt, color in [(hd.SGD(lr_sgd, batch=B), "C0"), (hd.SignSGD(lr_sign, batch=B), "C3")]:
+        curve = hd.solve(prob, opt, grid=grid)
+        sim = validation.simulate(prob, opt, grid=grid, seeds=16, key=0)
+        rep = validation.compare(curve, sim, quantity="risk")
+        print(f"{name:22s} {opt.name:8s} lr={opt.lr:.3g}: final risk theory {curve.risk[-1]:.4f}, sim {sim.mean[-1]:.4f}; {rep.summary()}")
+        hd.plot(curve, sim, ax=ax, label=f"{opt.name} (lr={opt.lr:.2g})", color=color)
+    ax.set_title(name)"""),
+    ("md", "## Noise compression: the drift $\\sigma a_B(s)$ for three label-noise laws"),
+    ("code", """s = np.geomspace(0.05, 20, 200)
+fig, ax = plt.subplots(figsize=(6.5, 4))
+for noise, style in [(hd.Gaussian(1.0), "-"), (hd.Rademacher(1.0), "--"), (hd.StudentT(1.0, 5), ":")]:
+    for B, color in [(1, "C0"), (8, "C1")]:
+        ax.loglog(s, hd.signsgd.drift_coefficient(noise, s, B), style, color=color, label=f"{type(noise).__name__}, B={B}")
+ax.set_xlabel("s = sqrt(excess MSE) / sigma"); ax.set_ylabel("a_B(s)"); ax.legend(fontsize=8);"""),
+    ("md", "## No divergence: the stationary risk vs lr, and the no-progress lr (theory and simulation)"),
+    ("code", """prob = problems["isotropic (diagonal)"]
+opt = hd.SignSGD(1.0, batch=1)
+lr_np = hd.signsgd.no_progress_lr(prob, opt)
+lrs = lr_np * np.geomspace(1e-3, 0.95, 30)
+floors = [hd.signsgd.stationary_risk(prob, opt.with_lr(l)) for l in lrs]
+fig, ax = plt.subplots(figsize=(6.5, 4))
+ax.loglog(lrs, floors, label="signSGD stationary risk")
+ax.axhline(prob.initial_risk, color="k", lw=0.8, label="initial risk")
+ax.axvline(lr_np, color="C3", ls="--", label="no-progress lr (theory)")
+ax.set_xlabel("lr"); ax.legend()
+small = hd.Problem(np.ones(100), rng.normal(size=100) / 10, noise=hd.Gaussian(0.3))
+lt = hd.signsgd.no_progress_lr(small, opt)
+le = validation.empirical_threshold(small, opt, steps=2000, seeds=8, key=0, criterion="no_progress", lr0=lt, rtol=0.03)
+print(f"no-progress lr, d = 100: theory {lt:.4g}, empirical {le:.4g} (ratio {le / lt:.3f})")"""),
+]
+
 
 def build(cells, path):
     nb = nbf.v4.new_notebook()
@@ -208,3 +275,4 @@ def build(cells, path):
 if __name__ == "__main__":
     build(SGD_CELLS, HERE / "sgd_risk_curves_and_edge_of_stability.ipynb")
     build(CLIPPED_CELLS, HERE / "clipped_sgd_when_clipping_helps.ipynb")
+    build(SIGNSGD_CELLS, HERE / "signsgd_vs_sgd.ipynb")
