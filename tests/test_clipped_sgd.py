@@ -15,6 +15,8 @@ import validation
 from hdtheory.optimizers.clipped_sgd import predicted_E
 from hdtheory.special import chi2_pdf, expint1, gamma_pq
 
+from . import simulator_first_batch
+
 LAWS = {"gauss": hd.Gaussian(1.0), "rade": hd.Rademacher(1.0), "student": hd.StudentT(1.0, 3)}
 
 
@@ -320,17 +322,11 @@ def test_relative_clip_simulation_and_gaussian_never_gains():
 
 def test_simulation_clips_at_the_given_level():
     """One clipped step by hand, with the samples the simulator draws (as in test_validation)."""
-    import jax
-
     p = hd.Problem([1.0, 0.5, 0.25], [3.0, -3.0, 2.0], noise=hd.Gaussian(0.1))
+    x, y = simulator_first_batch(p, 2, key=3)
     for clip in [0.05, 1e3]:
         opt = hd.ClippedSGD(0.3, clip=clip, batch=2)
         sim = validation.simulate(p, opt, grid=[0, 1], seeds=1, key=3)
-        with jax.enable_x64(True):
-            skey = jax.random.split(jax.random.PRNGKey(3), 1)[0]
-            kx, ke = jax.random.split(jax.random.fold_in(skey, 0))
-            x = np.asarray(jax.random.normal(kx, (2, 3), "float64")) * np.sqrt(p.eigenvalues)
-            y = x @ p.target + np.asarray(p.noise.sample_jax(ke, (2,), "float64"))
         g = x.T @ (x @ p.init - y) / 2
         theta = p.init - 0.3 * g * min(1.0, clip / np.linalg.norm(g))
         assert sim.risk[0, 1] == pytest.approx(p.risk(theta), rel=1e-12)

@@ -12,6 +12,8 @@ from scipy import integrate, special, stats
 
 import hdtheory as hd
 import validation
+
+from . import simulator_first_batch
 from hdtheory.optimizers import signsgd as ss
 
 LAWS = {"gaussian": hd.Gaussian, "rademacher": hd.Rademacher, "student_t": lambda s: hd.StudentT(s, 5.0)}
@@ -434,16 +436,10 @@ def test_theory_matches_simulation_dense_and_per_example():
 
 def test_simulation_step_by_hand_and_sign_zero():
     """One update by hand with the simulator's samples; theory: theta_0 = theta*, sigma = 0: g = 0, nothing moves."""
-    import jax
-
     p = hd.Problem([1.0, 0.5, 0.25], [1.0, -1.0, 0.5], noise=hd.Gaussian(0.1))
     opt = hd.SignSGD(0.3, batch=2)
     sim = validation.simulate(p, opt, grid=[0, 1], seeds=1, key=3)
-    with jax.enable_x64(True):
-        skey = jax.random.split(jax.random.PRNGKey(3), 1)[0]
-        kx, ke = jax.random.split(jax.random.fold_in(skey, 0))
-        x = np.asarray(jax.random.normal(kx, (2, 3), "float64")) * np.sqrt(p.eigenvalues)
-        y = x @ p.target + np.asarray(p.noise.sample_jax(ke, (2,), "float64"))
+    x, y = simulator_first_batch(p, 2, key=3)
     theta = p.init - 0.3 * np.sign(x.T @ (x @ p.init - y) / 2)
     assert sim.risk[0, 1] == pytest.approx(p.risk(theta), rel=1e-12)
     q = hd.Problem([1.0, 0.5], [0.3, 0.2], init=[0.3, 0.2])

@@ -5,6 +5,8 @@ import pytest
 import hdtheory as hd
 import validation
 
+from . import simulator_first_batch
+
 
 def _concentrated_problem(noise, d=400):
     """Many modes carry the risk (slowly decaying spectrum), so seed means converge fast."""
@@ -25,16 +27,10 @@ def test_simulate_is_reproducible_and_chunk_independent():
 
 def test_population_risk_is_computed_from_theta():
     """One SGD step by hand, with the same samples the simulator draws, gives the recorded risk."""
-    import jax
-
     p = hd.Problem([1.0, 0.5, 0.25], [1.0, -1.0, 0.5], noise=hd.Gaussian(0.1))
     opt = hd.SGD(0.3, batch=2)
     sim = validation.simulate(p, opt, grid=[0, 1], seeds=1, key=3)
-    with jax.enable_x64(True):
-        skey = jax.random.split(jax.random.PRNGKey(3), 1)[0]
-        kx, ke = jax.random.split(jax.random.fold_in(skey, 0))
-        x = np.asarray(jax.random.normal(kx, (2, 3), "float64")) * np.sqrt(p.eigenvalues)
-        y = x @ p.target + np.asarray(p.noise.sample_jax(ke, (2,), "float64"))
+    x, y = simulator_first_batch(p, 2, key=3)
     theta = p.init - 0.3 * x.T @ (x @ p.init - y) / 2
     assert sim.risk[0, 1] == pytest.approx(p.risk(theta), rel=1e-12)
 
