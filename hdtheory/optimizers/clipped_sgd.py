@@ -266,12 +266,6 @@ def clip_factors_nb(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid):
 
 
 @nb.njit(cache=True)
-def clip_factors_vec(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid, mu, nuhat, A):
-    for i in range(tau2.shape[0]):
-        mu[i], nuhat[i], A[i] = clip_factors_nb(q, tau2[i], sigma2, B, law, m0, vext, wts, tab, grid)
-
-
-@nb.njit(cache=True)
 def _factors_pairs(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid, mu, nuhat, A):
     for i in range(q.shape[0]):
         mu[i], nuhat[i], A[i] = clip_factors_nb(q[i], tau2[i], sigma2, B, law, m0, vext, wts, tab, grid)
@@ -527,7 +521,7 @@ class ClippedSGDTheory(Theory):
         ends = np.array([tt.min(), tt.max()]) if tt.ndim else tt.reshape(1)
         tau2 = np.ascontiguousarray(self._tau2(state, opt, ends, E))
         mu, nuh, A = np.empty_like(tau2), np.empty_like(tau2), np.empty_like(tau2)
-        clip_factors_vec(E - state.sigma2, tau2, state.sigma2, opt.batch, *c["spec"], mu, nuh, A)
+        _factors_pairs(np.full(tau2.shape, E - state.sigma2), tau2, state.sigma2, opt.batch, *c["spec"], mu, nuh, A)
         if tt.ndim and ends[1] > ends[0]:
             x = (tt - ends[0]) / (ends[1] - ends[0])
             mu, nuh, A = (v[0] + (v[1] - v[0]) * x for v in (mu, nuh, A))
@@ -734,13 +728,13 @@ def max_ccc_schedule(problem, lr: float, batch: int, steps: int, compensate: boo
             t = 0.0 if i == i0 else (x - lq[i0]) / (lq[i] - lq[i0])
             w = wstar[i0] + t * (wstar[i] - wstar[i0])
         tau = math.sqrt(math.exp(w) * (q + s2)) if np.isfinite(w) else math.inf
-        mu, nuh, A = clip_factors_nb(q, tau * tau, s2, batch, *spec)
+        mu = clip_factors_nb(q, tau * tau, s2, batch, *spec)[0]
         lk = lr / mu if compensate else lr
         if lk > max_lr_factor * lr:
             lk, capped = max_lr_factor * lr, True
         clips[k], lrs[k] = tau * scale, lk / lr
-        el = lk * lam
-        rho = rho * (1.0 + el * (-2.0 * mu + el * A)) + (lk * lk / batch) * nuh * (q + s2) * mult * lam
+        clipped_exact_steps(lam, mult, rho, np.array([lk]), np.array([clips[k]]), False, batch, trK, s2, math.inf,
+                            *spec, _EMPTY[:0])
     if capped:
         warnings.warn(f"max_ccc_schedule: the compensated lr lr/mu was capped at {max_lr_factor} lr", stacklevel=2)
     return ClippedSGD(lr=lr, clip=clips, batch=batch, schedule=Sequence(lrs))
