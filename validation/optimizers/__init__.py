@@ -3,9 +3,11 @@
 A simulation module is a pure init/update pair over a fixed pytree state (optax's shape):
 
 * ``init(theta0, opt) -> state``
-* ``update(theta, state, key, lr, sample, opt) -> (theta, state)``: one update (covering ``span``
-  inner steps), where ``lr`` is the scheduled step size of this update and ``sample(key, n)`` returns
-  a fresh batch ``(x (n, d), y (n,))`` from the problem.
+* ``update(theta, state, key, lr, sample, opt) -> (theta, state)``: one update (covering
+  ``steps_per_update(opt)`` inner steps, the class's ``span`` by default), where ``lr`` is the scheduled
+  step size of this update (a scalar when the update is one step; the vector of the step sizes of its
+  ``span`` inner steps when it covers more, so a schedule moves inside an LA-DiLoCo round as in the
+  theory) and ``sample(key, n)`` returns a fresh batch ``(x (n, d), y (n,))`` from the problem.
 
 ``opt`` arrives with ``lr = 1.0`` (the driver passes the traced step size separately, so a sweep over
 lr compiles once).
@@ -17,6 +19,10 @@ _SIMS: dict = {}
 
 class Simulation:
     span: int = 1
+
+    def steps_per_update(self, opt) -> int:
+        """Inner steps covered by one update of ``opt`` (default: the class's ``span``)."""
+        return self.span
 
     def init(self, theta0, opt):
         return ()
