@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 from .grid import step_grid
 from .noise import Gaussian, NoiseLaw, Rademacher, StudentT
-from .optimizers import SGD
+from .optimizers import LA, SGD, SLA, LADiLoCo, la_diloco
 from .problems import Problem, from_covariance, isotropic, powerlaw
 from .results import RiskCurve
 from .schedules import Constant, Piecewise, PowerDecay, WarmupCosine
@@ -25,6 +25,7 @@ def plot(*args, **kwargs):
 
 
 __all__ = [
+    "LA", "LADiLoCo", "SLA", "la_diloco",
     "Constant", "EdgeOfStability", "Gaussian", "NoiseLaw", "Piecewise", "PowerDecay", "Problem",
     "Rademacher", "RiskCurve", "SGD", "StudentT", "WarmupCosine", "edge_of_stability", "from_covariance",
     "isotropic", "plot", "powerlaw", "solve", "stability_threshold", "step_grid",

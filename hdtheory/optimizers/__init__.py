@@ -22,5 +22,8 @@ def theory_for(opt) -> Theory:
 
 
 from .sgd import SGD  # noqa: E402  (registers itself)
+from . import la_diloco  # noqa: E402  (registers itself)
+from .la_diloco import LA, SLA, LADiLoCo  # noqa: E402
 
-__all__ = ["SGD", "ModeState", "OptimizerMixin", "Theory", "register", "theory_for"]
+__all__ = ["LA", "LADiLoCo", "SGD", "SLA", "ModeState", "OptimizerMixin", "Theory", "la_diloco", "register",
+           "theory_for"]
