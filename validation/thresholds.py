@@ -52,7 +52,12 @@ def empirical_threshold(problem, opt, steps: int = 20000, seeds: int = 8, key=0,
     if statistic not in ("median", "mean"):
         raise ValueError(f"statistic must be 'median' or 'mean', got {statistic!r}")
     stat = np.median if statistic == "median" else np.mean
-    grid = np.array([0, steps // 2, steps], dtype=np.int64)
+    from .optimizers import simulation_for
+
+    span = simulation_for(opt).steps_per_update(opt)  # record at update boundaries (one LA-DiLoCo round = H steps)
+    if steps % span or steps < 2 * span:
+        raise ValueError(f"steps must be a multiple of {span} and at least {2 * span} for this optimizer")
+    grid = np.array([0, steps // span // 2 * span, steps], dtype=np.int64)
     evals = 0
 
     def diverges(lr):

@@ -42,4 +42,4 @@ def simulation_for(opt) -> Simulation:
         raise ValueError(f"no simulation registered for optimizer {opt!r}") from None
 
 
-from . import sgd  # noqa: E402,F401  (registers itself)
+from . import la_diloco, sgd  # noqa: E402,F401  (register themselves)
