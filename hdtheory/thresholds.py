@@ -22,7 +22,9 @@ def stability_threshold(problem, opt) -> float:
     """Largest stable base ``lr`` for ``opt``'s other hyperparameters (its ``lr`` is ignored).
 
     With a schedule, the returned base lr keeps lr * max_k schedule(k) at the threshold.
-    Returns ``math.inf`` for optimizers that never diverge."""
+    Returns ``math.inf`` for optimizers that never diverge. Where the stable set in lr is not an interval
+    (LA-DiLoCo with inner or outer momentum, research/la_diloco.md §5.3) this is the first crossing going up
+    from lr = 0+; ``hd.la_diloco.stable_intervals`` lists the others."""
     return theory_for(opt).threshold(problem, opt)
 
 
