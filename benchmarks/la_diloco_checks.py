@@ -84,7 +84,8 @@ def main():
     print(f"(b) empirical vs theory thresholds (d = 100, lambda_j = 1/j, sigma = 0.1; mean criterion, "
           f"{args.thr_seeds} seeds, {args.thr_rounds} rounds)", flush=True)
     prob = hd.Problem(1.0 / np.arange(1, 101), np.full(100, 0.03), noise=hd.Gaussian(0.1))
-    for name, case in [("M4 H8 a1 B1", (4, 8, 1.0, 0.0, False, 0.0, 1)), ("M1 H8 a0.5 B1", (1, 8, 0.5, 0.0, False, 0.0, 1)),
+    for name, case in [("M4 H8 a1 B1", (4, 8, 1.0, 0.0, False, 0.0, 1)),
+                       ("M1 H8 a0.5 B1", (1, 8, 0.5, 0.0, False, 0.0, 1)),
                        ("M4 H8 a.8 Nest.9 B2", (4, 8, 0.8, 0.9, True, 0.0, 2)),
                        ("M1 H8 a.7 HB.5 mu.5 B4", (1, 8, 0.7, 0.5, False, 0.5, 4))][: args.thr_configs]:
         opt = opt_of(*case, 1.0)

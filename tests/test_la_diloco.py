@@ -208,16 +208,19 @@ def test_threshold_closed_forms_and_bracket():
 def test_slow_mode_and_saturated_estimates():
     """Slow-mode regime (lambda uniform in [0.5, 1.5], d = 1000, note §3.4): eta*_SGD(MB)/alpha is too high by
     2.2%, 6.9%, 40%; saturated regime (V7, H = 400): eta* -> eta*_SGD(B) within 3.3%."""
-    prob = hd.Problem(np.linspace(0.5, 1.5, 1000), np.zeros(1000), noise=hd.Gaussian(1.0))
+    lam = np.linspace(0.5, 1.5, 1000)
     for (M, H, alpha, B), over in [((1, 8, 0.5, 1), 0.022), ((4, 8, 1.5, 1), 0.069), ((4, 8, 1.0, 4), 0.40)]:
-        e = L.edges(prob, hd.LADiLoCo(1.0, batch=B, workers=M, inner_steps=H, outer_lr=alpha), points=100)
-        assert e.slow_mode / e.exact - 1 == pytest.approx(over, abs=0.006)
-    sat = hd.Problem(np.linspace(0.5, 1, 20), np.zeros(20), noise=hd.Gaussian(1.0))
-    for B, sgd in [(1, 0.120720), (4, 0.422390)]:
-        for M, alpha in [(1, 0.5), (4, 1.5)]:
-            e = L.edges(sat, hd.LADiLoCo(1.0, batch=B, workers=M, inner_steps=400, outer_lr=alpha), points=60)
-            assert e.saturated == pytest.approx(sgd, abs=2e-6)
-            assert abs(e.exact / e.saturated - 1) < 0.033
+        exact = L.first_crossing(lam, np.ones(1000), hd.LADiLoCo(1.0, batch=B, workers=M, inner_steps=H,
+                                                                 outer_lr=alpha), points=100)
+        slow = hd.stability_threshold(hd.Problem(lam, np.zeros(1000)), hd.SGD(1.0, batch=M * B)) / alpha
+        assert slow / exact - 1 == pytest.approx(over, abs=0.006)
+    lam = np.linspace(0.5, 1, 20)
+    for B, sgd, M, alpha in [(1, 0.120720, 1, 0.5), (4, 0.422390, 4, 1.5)]:
+        sgd_exact = hd.stability_threshold(hd.Problem(lam, np.zeros(20)), hd.SGD(1.0, batch=B))
+        assert sgd_exact == pytest.approx(sgd, abs=2e-6)
+        exact = L.first_crossing(lam, np.ones(20), hd.LADiLoCo(1.0, batch=B, workers=M, inner_steps=400,
+                                                               outer_lr=alpha), points=60)
+        assert abs(exact / sgd - 1) < 0.033
 
 
 def test_stable_set_need_not_be_an_interval():
@@ -389,7 +392,7 @@ def _optax_reference(prob, opt, rounds, key):
     return max(diffs)
 
 
-@pytest.mark.parametrize("mu", [0.0, 0.6])
+@pytest.mark.parametrize("mu", [0.6])  # mu = 0 is the same code path with b = g; 0.6 also checks the buffer reset
 def test_simulation_update_matches_optax_lookahead(mu):
     import jax
 
@@ -400,8 +403,8 @@ def test_simulation_update_matches_optax_lookahead(mu):
 
 
 def test_simulation_update_matches_plain_loop_with_workers_and_momentum():
-    """M = 3, Nesterov and heavy-ball outer momentum, inner momentum: the JAX update vs a NumPy loop of §1.1
-    on the same samples (optax has no multi-worker outer optimizer)."""
+    """M = 3, Nesterov outer momentum, inner momentum: the JAX update vs a NumPy loop of §1.1 on the same
+    samples (optax has no multi-worker outer optimizer)."""
     import jax
     import jax.numpy as jnp
     from validation.optimizers.la_diloco import round_keys
@@ -414,7 +417,7 @@ def test_simulation_update_matches_plain_loop_with_workers_and_momentum():
             x = jax.random.normal(k, (n, lam.size)) * jnp.sqrt(lam)
             return x, x @ jnp.asarray(prob.target) + 0.3 * jax.random.normal(jax.random.fold_in(k, 9), (n,))
 
-        for nest in (False, True):
+        for nest in (True,):  # heavy ball: checked against the theory in test_theory_matches_simulation[variant2]
             opt = hd.LADiLoCo(0.2, batch=2, workers=3, inner_steps=4, outer_lr=0.9, outer_momentum=0.5,
                               nesterov=nest, inner_momentum=0.4)
             sim = validation.optimizers.simulation_for(opt)
@@ -456,7 +459,7 @@ def test_simulate_records_on_round_grid():
 
 # ------------------------------------------------------------------------------------------------ properties
 
-SET = settings(max_examples=12, deadline=None)
+SET = settings(max_examples=8, deadline=None)
 variants = st.tuples(st.integers(1, 4), st.integers(1, 6), st.floats(0.3, 1.8), st.sampled_from([0.0, 0.0, 0.5, 0.8]),
                      st.booleans(), st.sampled_from([0.0, 0.0, 0.4]), st.integers(1, 4))
 spectra = st.lists(st.floats(0.05, 2.0), min_size=2, max_size=12).map(np.array)
