@@ -13,6 +13,7 @@ from .optimizers import SGD, ClippedSGD, RelativeClip, SignSGD
 from .optimizers import clipped_sgd, signsgd  # helper namespaces: hd.signsgd.no_progress_lr, hd.clipped_sgd.*
 from .optimizers.clipped_sgd import (ClippingAdvice, ccc, clip_factors, clipping_advice, max_ccc,
                                      max_ccc_schedule, optimal_clip, resolve_clip, stationary_risk)
+from .optimizers import LA, SLA, LADiLoCo, la_diloco
 from .problems import Problem, from_covariance, isotropic, powerlaw
 from .results import RiskCurve
 from .schedules import Constant, Piecewise, PowerDecay, Sequence, WarmupCosine
@@ -30,6 +31,7 @@ def plot(*args, **kwargs):
 __all__ = [
     "ClippedSGD", "ClippingAdvice", "RelativeClip", "Sequence", "ccc", "clip_factors", "clipping_advice", "max_ccc",
     "max_ccc_schedule", "optimal_clip", "resolve_clip", "stationary_risk",
+    "LA", "LADiLoCo", "SLA", "la_diloco",
     "Constant", "EdgeOfStability", "Gaussian", "NoiseLaw", "Piecewise", "PowerDecay", "Problem",
     "Rademacher", "RiskCurve", "SGD", "SignSGD", "clipped_sgd", "StudentT", "WarmupCosine", "edge_of_stability", "from_covariance",
     "isotropic", "plot", "powerlaw", "signsgd", "solve", "stability_threshold",

@@ -94,7 +94,7 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
         raise ValueError(f"cap must be > 1, got {cap!r}")
     correctors = check_int("correctors", correctors, minimum=0, maximum=10)
     theory = theory_for(opt)
-    span = theory.span
+    span = theory.steps_per_update(opt)
     g = as_grid(steps, grid, multiple_of=span)
     st = theory.init(problem, opt)
     z = st.scalars()
@@ -245,7 +245,7 @@ class _Blocks:
     def advance(self, k, n, z0):
         """Advance up to n steps (n/span updates) from scalars z0; returns (new scalars, steps advanced).
         A block rejected by ``kernels.block_change`` is halved and redone (step-size control)."""
-        span = self.theory.span
+        span = self.theory.steps_per_update(self.opt)
         nu = n // span
         while True:
             n = nu * span

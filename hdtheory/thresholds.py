@@ -25,7 +25,10 @@ def stability_threshold(problem, opt) -> float:
     Returns ``math.inf`` for optimizers that never diverge: signSGD moves each coordinate by at most lr per
     step, and its risk settles at a finite floor for every lr (research/signsgd.md §3.1; the floor grows like
     lr^2 at large lr); its useful limit is ``hd.signsgd.no_progress_lr`` (the lr whose floor is the initial
-    risk), found with real runs by ``validation.empirical_threshold(..., criterion="no_progress")``."""
+    risk), found with real runs by ``validation.empirical_threshold(..., criterion="no_progress")``.
+    Where the stable set in lr is not an interval (LA-DiLoCo with inner or outer momentum,
+    research/la_diloco.md §5.3) this is the first crossing going up from lr = 0+;
+    ``hd.la_diloco.stable_intervals`` lists the others."""
     return theory_for(opt).threshold(problem, opt)
 
 

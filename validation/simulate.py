@@ -91,7 +91,8 @@ def _chunk_runner(sim, opt, noise, diagonal: bool, length: int, dtype_name: str)
     import jax.numpy as jnp
 
     dtype = jnp.dtype(dtype_name)
-    span = sim.span
+    span = sim.steps_per_update(opt)
+    inner = jnp.arange(span)
     sigma2 = noise.variance
 
     def run(theta, state, seed_keys, k0, lr, arrays):
@@ -115,7 +116,8 @@ def _chunk_runner(sim, opt, noise, diagonal: bool, length: int, dtype_name: str)
             def body(carry, i):
                 th, st = carry
                 u = k0 + i  # update index; it starts at inner step u * span
-                lr_u = lr * opt.sched(u * span, jnp)
+                # one scheduled step size per inner step of the update (a scalar when span = 1)
+                lr_u = lr * opt.sched(u * span, jnp) if span == 1 else lr * opt.sched(u * span + inner, jnp)
                 th, st = sim.update(th, st, jax.random.fold_in(skey, u), lr_u, sample, opt)
                 return (th, st), risk(th)
 
@@ -144,7 +146,7 @@ def simulate(problem: Problem, opt, steps: int | None = None, seeds: int = 16, k
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     sim = simulation_for(opt)
-    span = sim.span
+    span = sim.steps_per_update(opt)
     g = as_grid(steps, grid, multiple_of=span)
     n_updates = int(g[-1]) // span
     requested = opt

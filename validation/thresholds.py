@@ -62,10 +62,17 @@ def empirical_threshold(problem, opt, steps: int = 20000, seeds: int = 8, key=0,
     if criterion not in ("divergence", "no_progress"):
         raise ValueError(f"criterion must be 'divergence' or 'no_progress', got {criterion!r}")
     stat = np.median if statistic == "median" else np.mean
+    from .optimizers import simulation_for
+
+    span = simulation_for(opt).steps_per_update(opt)  # record at update boundaries (one LA-DiLoCo round = H steps)
+    if steps % span or steps < 2 * span:
+        raise ValueError(f"steps must be a multiple of {span} and at least {2 * span} for this optimizer")
+    half = steps // span // 2 * span
     if criterion == "divergence":
-        grid = np.array([0, steps // 2, steps], dtype=np.int64)
+        grid = np.array([0, half, steps], dtype=np.int64)
     else:
-        grid = np.unique(np.concatenate([[0], np.linspace(steps // 2, steps, 11).astype(np.int64)]))
+        late = np.linspace(half // span, steps // span, 11).astype(np.int64) * span
+        grid = np.unique(np.concatenate([[0], late]))
     evals = 0
 
     def diverges(lr):

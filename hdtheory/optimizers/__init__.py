@@ -24,6 +24,9 @@ def theory_for(opt) -> Theory:
 from .sgd import SGD  # noqa: E402  (registers itself)
 from .clipped_sgd import ClippedSGD, RelativeClip  # noqa: E402  (registers itself)
 from .signsgd import SignSGD  # noqa: E402  (registers itself)
+from . import la_diloco  # noqa: E402  (registers itself)
+from .la_diloco import LA, SLA, LADiLoCo  # noqa: E402
 
-__all__ = ["ClippedSGD", "RelativeClip", "SGD", "SignSGD", "ModeState", "OptimizerMixin", "Theory", "register",
+__all__ = ["ClippedSGD", "LA", "LADiLoCo", "RelativeClip", "SGD", "SignSGD", "SLA", "ModeState", "OptimizerMixin",
+           "Theory", "la_diloco", "register",
            "theory_for"]

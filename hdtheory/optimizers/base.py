@@ -6,8 +6,10 @@ module supplies (see ``Theory``):
 * ``init(problem, opt) -> ModeState``: per-mode state ``s`` (flattened), per-mode constants, and
   *linear readouts* ``scalars = c0 + W @ s`` whose first entry is the twice-risk
   E = 2 R = sigma^2 + sum_j lambda_j rho_j (research/sgd.md §1.1);
-* ``exact(state, k0, lr_seq, cap) -> n_done``: the exact step map applied ``len(lr_seq)`` times
-  (a Numba kernel; it may be nonlinear, and one update may span ``span`` inner steps);
+* ``exact(state, opt, k0, lr_seq, cap) -> n_done``: the exact step map over the inner steps
+  k0 .. k0 + len(lr_seq) - 1, ``lr_seq`` holding the step size of every *inner step* (its length is a
+  multiple of the span); returns the inner steps done (a multiple of the span), stopping early once
+  E > cap or E is not finite (a Numba kernel; it may be nonlinear);
 * optionally ``affine(state, opt, t, scalars) -> (am1, f, h)``: the same step written as a
   per-mode affine map  s_j <- (1 + am1_j) s_j + f_j + h_j E  whose coefficients may depend on the
   hyperparameters at step time ``t`` (``opt.lr_at(t)``, and any other schedule in ``opt.schedules``)
@@ -19,8 +21,9 @@ module supplies (see ``Theory``):
   schedule the driver evaluates each mode's forcing at its own time), so the coefficients must broadcast.
   Modules whose step cannot be written this way (SignSVD's nonlinear closures, research notes) leave
   ``affine = None`` and are stepped exactly;
-* ``span``: inner steps per update (1; H for one LA-DiLoCo round, where curves are recorded at
-  multiples of H);
+* ``span`` / ``steps_per_update(opt)``: inner steps per update (1; H = ``opt.inner_steps`` for one
+  LA-DiLoCo round, where curves are recorded at multiples of H). The driver calls
+  ``steps_per_update(opt)``, which returns the class's ``span`` unless a module overrides it;
 * ``threshold(problem, opt)``: the largest stable base lr.
 """
 from __future__ import annotations
@@ -131,6 +134,10 @@ class Theory:
     span: int = 1
     #: whether ``affine`` coefficients depend on the scalars (if not, the driver reuses them)
     scalar_dependent: bool = False
+
+    def steps_per_update(self, opt) -> int:
+        """Inner steps covered by one update of ``opt`` (default: the class's ``span``)."""
+        return self.span
 
     def init(self, problem, opt) -> ModeState:  # pragma: no cover
         raise NotImplementedError

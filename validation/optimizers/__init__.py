@@ -4,9 +4,11 @@ A simulation module is a pure init/update pair over a fixed pytree state (optax'
 
 * ``prepare(problem, opt, steps) -> opt`` (optional): resolve hyperparameters that depend on the theory
 * ``init(theta0, opt) -> state``
-* ``update(theta, state, key, lr, sample, opt) -> (theta, state)``: one update (covering ``span``
-  inner steps), where ``lr`` is the scheduled step size of this update and ``sample(key, n)`` returns
-  a fresh batch ``(x (n, d), y (n,))`` from the problem.
+* ``update(theta, state, key, lr, sample, opt) -> (theta, state)``: one update (covering
+  ``steps_per_update(opt)`` inner steps, the class's ``span`` by default), where ``lr`` is the scheduled
+  step size of this update (a scalar when the update is one step; the vector of the step sizes of its
+  ``span`` inner steps when it covers more, so a schedule moves inside an LA-DiLoCo round as in the
+  theory) and ``sample(key, n)`` returns a fresh batch ``(x (n, d), y (n,))`` from the problem.
 
 ``opt`` arrives with ``lr = 1.0`` (the driver passes the traced step size separately, so a sweep over
 lr compiles once).
@@ -23,6 +25,10 @@ class Simulation:
         """The optimizer actually run for ``steps`` steps (hook for hyperparameters resolved from the
         theory before a run, e.g. a relative clip level); the identity by default."""
         return opt
+
+    def steps_per_update(self, opt) -> int:
+        """Inner steps covered by one update of ``opt`` (default: the class's ``span``)."""
+        return self.span
 
     def init(self, theta0, opt):
         return ()
@@ -42,4 +48,4 @@ def simulation_for(opt) -> Simulation:
         raise ValueError(f"no simulation registered for optimizer {opt!r}") from None
 
 
-from . import clipped_sgd, sgd, signsgd  # noqa: E402,F401  (register themselves)
+from . import clipped_sgd, la_diloco, sgd, signsgd  # noqa: E402,F401  (register themselves)

@@ -1,0 +1,676 @@
+"""LA-DiLoCo and its family (LA, SLA, Nesterov outer momentum, M workers, inner momentum): exact theory.
+
+Algorithm (research/la_diloco.md §1.1, the definition both engines implement). Hyperparameters: inner step
+size eta = ``lr`` (applied to the worker weights), per-worker batch B, workers M, inner steps H, outer rate
+alpha, outer momentum beta (0 = none), ``nesterov``, inner momentum mu (0 = none)::
+
+    state: slow weights theta_t, outer buffer v_t (v_0 = 0)
+    round t: for each worker m (independent fresh samples):
+                 w <- theta_t ; b <- 0                           (restart from the slow weights, buffer reset)
+                 H times: g = (1/B) sum_b x_b (<x_b, w> - y_b) ;  b <- mu b + g ;  w <- w - eta b
+                 theta_{t,m} <- w
+             Delta_t = theta_t - (1/M) sum_m theta_{t,m}           (pseudo-gradient, not divided by eta or H)
+             v_{t+1} = beta v_t + Delta_t
+             heavy ball:  theta_{t+1} = theta_t - alpha v_{t+1}
+             Nesterov:    theta_{t+1} = theta_t - alpha (Delta_t + beta v_{t+1})   (PyTorch form, §5.3)
+
+With M = 1, H = 1, alpha = 1 (any beta = 0) it is SGD(eta, B) step for step. **Curves are indexed by inner
+steps per worker** k = t H (the slow weights are recorded at round boundaries only; samples per round are
+M H B), so LA with alpha = 1 and M = 1 lies on the SGD curve, and an lr schedule is evaluated per inner step.
+
+Theory (research/la_diloco.md §2; exact in expectation for Gaussian x at every d, any label-noise law through
+sigma^2). Our conventions are the note's: eta = the applied inner step, averaged minibatch gradients, twice-risk
+E = sigma^2 + sum_j lambda_j R_j = 2 risk. Per mode j (eigenvalue lambda, merged multiplicity m_j: the state is
+the sum over the merged modes, so only the additive noise carries m_j, as for SGD), per round:
+
+* worker chain, mu = 0 (L2): r^(0) = R; r^(h+1) = a_h r^(h) + (eta_h^2/B) m_j lambda E_w^(h),
+  a_h = 1 - 2 eta_h lambda + (1 + 1/B) eta_h^2 lambda^2, E_w^(h) = sigma^2 + sum_i lambda_i r_i^(h) (the worker's
+  own twice-risk, changing inside the round); mean factor q = prod_h (1 - eta_h lambda).
+* worker chain, mu > 0 (§2.4): (S_ww, S_wm, S_mm) from (R, 0, 0); per step N = (lambda^2/B) S_ww +
+  m_j (lambda/B) E_w, S_mm' = mu^2 S_mm + 2 mu lambda S_wm + lambda^2 S_ww + N, X = mu S_wm + lambda S_ww,
+  S_ww' = S_ww - 2 eta X + eta^2 S_mm', S_wm' = X - eta S_mm'; r^(H) = S_ww; the mean factor q is the heavy-ball
+  residual polynomial (mean of (w, b) from (1, 0): b' = mu b + lambda w, w' = w - eta b').
+* outer, with u = 1 - q and n = (r^(H) - q^2 R)/M (variance of the averaged pseudo-gradient noise):
+  beta = 0 (L3): R' = (1 - alpha u)^2 R + alpha^2 n   (state: R only);
+  beta > 0 (L4): state (R, C, V) = (E e^2, E e v, E v^2), V' = beta^2 V + 2 beta u C + u^2 R + n,
+  X = beta C + u R; heavy ball R' = R - 2 alpha X + alpha^2 V', C' = X - alpha V'; Nesterov with
+  W = beta^4 V + 2 beta^2 (1+beta) u C + (1+beta)^2 (u^2 R + n), Y = beta^2 C + (1+beta) u R,
+  Z = beta^3 V + beta (1+2beta) u C + (1+beta)(u^2 R + n): R' = R - 2 alpha Y + alpha^2 W, C' = X - alpha Z.
+
+Each (L4) line was re-derived here from §1.1 (E[Delta e] = u R, E[Delta v] = u C, E[Delta^2] = u^2 R + n) and
+agrees with the note. State layout: s = [R (n_modes), C, V] (component-major; C, V only when beta > 0);
+readout E = sigma^2 + lambda . R. One ``exact`` update = one round = H inner steps at the per-inner-step step
+sizes the driver passes (``lr_seq``); cost O(modes) per inner step, like SGD (the H worker risks E_w^(h) are
+independent moments, so a round cannot be done exactly in O(modes), note §2.2). No ``affine`` form: the round
+map is driven by the H worker risks, not by E alone, so the block integrator does not apply exactly (an
+O(d)-per-round approximation measured 14% errors near the edge, note §2.2); curves are stepped exactly.
+
+Stability (note §3.4, L6, exact): per mode the outer map A_j on (R, C, V) with the multiplicative noise
+n -> m_j R, m_j = (a^(H) - q^2)/M, kept inside; chi_j = [(I - A_j)^{-1} b]_R with b = (alpha^2, -alpha, 1)
+(heavy ball) or (alpha^2 (1+beta)^2, -alpha (1+beta), 1) (Nesterov) (beta = 0: chi = alpha^2/(1 - D_j));
+inner responses a^(h) (S_ww after h homogeneous steps from (1, 0, 0), additive noise dropped) and i^(m) (S_ww
+m homogeneous steps after a unit E_w injected (eta^2 lambda/B, -eta lambda/B, lambda/B) m_j); the H x H kernel
+
+    Kbar_hs = 1[s < h] sum_j lambda_j i_j^(h-1-s) + (1/M) sum_j lambda_j a_j^(h) chi_j i_j^(H-1-s),
+
+and the run is stable iff max_j specrad A_j < 1 and specrad Kbar < 1. The stable set in eta need not be an
+interval (odd H, alpha < 1: the inner loop may be locally unstable, §5.3): ``threshold`` returns the **first
+crossing** going up from eta = 0+ (a 400-point geometric scan, then bisection on the first unstable cell);
+``stable_intervals`` lists every stable interval of the scan. For Kbar >= 0 (always when beta = 0) the test
+specrad Kbar < 1 is done as an M-matrix test (one linear solve), which makes H = 400 thresholds affordable.
+
+Checks (tests/test_la_diloco.py, benchmarks/la_diloco_checks.py, 2-core CPU):
+* SGD reductions (M = H = alpha = 1; M = alpha = 1 at any H, with a piecewise schedule moving inside rounds;
+  H = 1 = SGD(alpha eta, MB); mu irrelevant at H = 1): max relative difference 0 to 2.2e-16 (test: <= 1e-12);
+* a full d x d second-moment recursion written from §1.1 (dense rotated K, no eigenbasis, no diagonal
+  closure), all six variants (HB, Nesterov, inner momentum, M = 4, H = 1, 3, 8): <= 2e-15 over 30 rounds;
+* the note's V2 round-40 risks, V3 stationary risk, V4 thresholds (plain and momentum), V4c large batch, V5
+  worker noise, V7 saturated limit: every printed digit; (L6) vs the spectral radius of the full per-mode
+  round map: < 1 at 0.999 eta*, > 1 at 1.001 eta*;
+* Monte Carlo, V2 cases A-E, 1000 seeds, rounds 10/20/40: d = 100 all |z| <= 1.5; d = 1000 all |z| <= 1.8
+  (case B's round 40 is +29-32% at z = 0.9: heavy tails, the note's remark on V2);
+* power law (d = 300, alpha 1, beta 0.5) at 0.5 eta*, 128 rounds, 256-512 seeds: median relative error
+  0.2-3.7% per variant, every point but step 0 (zero SEM) within 3 SEM except one point of case D at 256 seeds;
+* empirical thresholds (validation.empirical_threshold, mean criterion, d = 100, lambda_j = 1/j, 128 seeds,
+  1000 rounds, bisection to 0.5%) / (L6): M 4 H 8 alpha 1 B 1: 1.054; M 1 H 8 alpha 0.5 B 1: 1.029;
+  M 4 H 8 alpha 0.8 Nesterov 0.9 B 2: 1.010; M 1 H 8 alpha 0.7 HB 0.5 mu 0.5 B 4: 1.018. Finitely many seeds
+  see divergence late (heavy tails near the edge, note V9), as for SGD in validation/thresholds.py.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+
+from ..schedules import Schedule
+from .base import ModeState, OptimizerMixin, Theory, check_batch, check_int, check_positive
+from .sgd import sgd_threshold
+
+
+def _check_momentum(name: str, value) -> float:
+    try:
+        if isinstance(value, (bool, str, bytes)):
+            raise TypeError
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}") from None
+    if not (0.0 <= out < 1.0):
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class LADiLoCo(OptimizerMixin):
+    """LA-DiLoCo (research/la_diloco.md §1.1): M workers restart from the slow weights, each takes H inner
+    (momentum-)SGD steps of size ``lr`` at batch B on its own fresh samples; the slow weights take an outer
+    heavy-ball or Nesterov step of rate ``outer_lr`` (alpha) and momentum ``outer_momentum`` (beta) on the
+    pseudo-gradient Delta = theta - mean of the workers' weights. Inner momentum buffers reset every round.
+
+    ``lr`` = eta, the inner step applied to the worker weights (a schedule multiplies it per inner step);
+    curves are indexed by inner steps per worker (k = round * H). Defaults give SGD(lr, batch)."""
+
+    lr: float
+    batch: int = 1
+    workers: int = 1
+    inner_steps: int = 1
+    outer_lr: float = 1.0
+    outer_momentum: float = 0.0
+    nesterov: bool = False
+    inner_momentum: float = 0.0
+    schedule: Schedule | None = None
+    name = "la_diloco"
+
+    def __post_init__(self):
+        self._validate_common()
+        object.__setattr__(self, "batch", check_batch(self.batch))
+        object.__setattr__(self, "workers", check_int("workers", self.workers))
+        object.__setattr__(self, "inner_steps", check_int("inner_steps", self.inner_steps, maximum=10**7))
+        object.__setattr__(self, "outer_lr", check_positive("outer_lr", self.outer_lr))
+        object.__setattr__(self, "outer_momentum", _check_momentum("outer_momentum", self.outer_momentum))
+        object.__setattr__(self, "inner_momentum", _check_momentum("inner_momentum", self.inner_momentum))
+        if not isinstance(self.nesterov, (bool, np.bool_)):
+            raise ValueError(f"nesterov must be True or False, got {self.nesterov!r}")
+        object.__setattr__(self, "nesterov", bool(self.nesterov))
+
+    @property
+    def eta_eff(self) -> float:
+        """Slow-mode effective SGD step per inner step, alpha eta / ((1 - beta)(1 - mu)) (note §3.1)."""
+        return self.outer_lr * self.lr / ((1.0 - self.outer_momentum) * (1.0 - self.inner_momentum))
+
+
+def LA(lr, batch=1, inner_steps=1, outer_lr=1.0, inner_momentum=0.0, schedule=None) -> LADiLoCo:
+    """LA = Lookahead with inner SGD: one worker, H fast steps, slow step theta += alpha (w - theta)
+    (note §1.2, M = 1, beta = 0)."""
+    return LADiLoCo(lr, batch=batch, workers=1, inner_steps=inner_steps, outer_lr=outer_lr,
+                    inner_momentum=inner_momentum, schedule=schedule)
+
+
+def SLA(lr, outer_momentum, batch=1, inner_steps=1, outer_lr=1.0, nesterov=True, inner_momentum=0.0,
+        schedule=None) -> LADiLoCo:
+    """SLA = LA with outer momentum (one worker; Nesterov by default, the form the note §4 finds best;
+    ``nesterov=False`` gives heavy ball). The paper's exact definition is UNVERIFIED (note §1.2, §7)."""
+    return LADiLoCo(lr, batch=batch, workers=1, inner_steps=inner_steps, outer_lr=outer_lr,
+                    outer_momentum=outer_momentum, nesterov=nesterov, inner_momentum=inner_momentum,
+                    schedule=schedule)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# exact round map (Numba)
+
+
+@nb.njit(cache=True)
+def la_exact_rounds(lam, mult, s, lr_seq, H, inv_b, sigma2, cap, inv_m, alpha, beta, nesterov, mu):
+    """Apply len(lr_seq)/H rounds of (L2)/(§2.4) + (L3)/(L4) in place on s; lr_seq = per-inner-step eta.
+    Returns the inner steps done (a multiple of H); stops after the first round whose slow E exceeds cap or
+    is not finite."""
+    n = lam.shape[0]
+    rounds = lr_seq.shape[0] // H
+    r = np.empty(n)
+    wm = np.zeros(n)
+    mm = np.zeros(n)
+    qw = np.empty(n)
+    qb = np.zeros(n)
+    a = np.empty(n)
+    g = np.empty(n)
+    p = np.empty(n)
+    mom = beta > 0.0
+    lr_prev = np.nan
+    for t in range(rounds):
+        Ew = sigma2
+        for j in range(n):
+            r[j] = s[j]
+            qw[j] = 1.0
+            Ew += lam[j] * s[j]
+        if mu > 0.0:
+            for j in range(n):
+                wm[j] = 0.0
+                mm[j] = 0.0
+                qb[j] = 0.0
+        for h in range(H):
+            eta = lr_seq[t * H + h]
+            En = sigma2
+            if mu == 0.0:
+                if eta != lr_prev:  # same arithmetic as sgd_exact_steps, so M = H = alpha = 1 is SGD to rounding
+                    c = eta * eta * inv_b
+                    for j in range(n):
+                        a[j] = 1.0 + eta * lam[j] * (-2.0 + (1.0 + inv_b) * eta * lam[j])
+                        g[j] = c * mult[j] * lam[j]
+                        p[j] = 1.0 - eta * lam[j]
+                    lr_prev = eta
+                for j in range(n):
+                    rj = a[j] * r[j] + g[j] * Ew
+                    r[j] = rj
+                    qw[j] *= p[j]
+                    En += lam[j] * rj
+            else:
+                for j in range(n):
+                    lj = lam[j]
+                    N = lj * lj * inv_b * r[j] + mult[j] * lj * inv_b * Ew
+                    mmn = mu * mu * mm[j] + 2.0 * mu * lj * wm[j] + lj * lj * r[j] + N
+                    X = mu * wm[j] + lj * r[j]
+                    rn = r[j] - 2.0 * eta * X + eta * eta * mmn
+                    wm[j] = X - eta * mmn
+                    mm[j] = mmn
+                    r[j] = rn
+                    qbn = mu * qb[j] + lj * qw[j]
+                    qw[j] = qw[j] - eta * qbn
+                    qb[j] = qbn
+                    En += lj * rn
+            Ew = En
+        E = sigma2
+        for j in range(n):
+            R = s[j]
+            q = qw[j]
+            u = 1.0 - q
+            nj = inv_m * (r[j] - q * q * R)
+            if not mom:
+                gj = 1.0 - alpha * u
+                Rn = gj * gj * R + alpha * alpha * nj
+            else:
+                C = s[n + j]
+                V = s[2 * n + j]
+                D2 = u * u * R + nj
+                Vn = beta * beta * V + 2.0 * beta * u * C + D2
+                X = beta * C + u * R
+                if nesterov:
+                    b1 = 1.0 + beta
+                    W = beta ** 4 * V + 2.0 * beta * beta * b1 * u * C + b1 * b1 * D2
+                    Y = beta * beta * C + b1 * u * R
+                    Z = beta ** 3 * V + beta * (1.0 + 2.0 * beta) * u * C + b1 * D2
+                    Rn = R - 2.0 * alpha * Y + alpha * alpha * W
+                    Cn = X - alpha * Z
+                else:
+                    Rn = R - 2.0 * alpha * X + alpha * alpha * Vn
+                    Cn = X - alpha * Vn
+                s[n + j] = Cn
+                s[2 * n + j] = Vn
+            s[j] = Rn
+            E += lam[j] * Rn
+        if not (E <= cap):
+            return (t + 1) * H
+    return rounds * H
+
+
+# ----------------------------------------------------------------------------------------------------------
+# per-mode responses at a constant eta (stability, stationary state, analysis functions)
+
+
+def _positive_modes(problem):
+    lam, s0, mult = problem.spectral_modes(merge=True)
+    keep = lam > 0
+    return lam[keep], s0[keep], mult[keep]
+
+
+def inner_responses(lam, mult, eta, opt):
+    """Per-mode inner-loop responses at constant eta (note §3.4, operational definitions for any mu):
+
+    a[h, j] = a_j^(h), h = 0..H: worker variance after h steps per unit initial variance (additive noise off);
+    i[m, j] = i_j^(m), m = 0..H-1: what a unit of E_w at one inner step adds to the worker variance m + 1
+              steps later (includes the merged multiplicity m_j);
+    q[j] = mean factor of the round (q_H(eta lambda): (1 - eta lambda)^H for mu = 0, heavy-ball polynomial).
+    Non-finite entries (locally unstable inner loops at large H) are left as inf/nan: callers treat them as
+    unstable."""
+    H, B, mu = opt.inner_steps, opt.batch, opt.inner_momentum
+    lam = np.asarray(lam, dtype=np.float64)
+    mult = np.asarray(mult, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if mu == 0.0:
+            x = eta * lam
+            av = 1.0 + x * (-2.0 + (1.0 + 1.0 / B) * x)
+            h = np.arange(H + 1)[:, None]
+            a = av[None, :] ** h
+            i = (eta * eta / B) * mult * lam * a[:H]
+            q = (1.0 - x) ** H
+            return a, i, q
+
+        def chain(ww, wm, mmv, steps, out):
+            out[0] = ww
+            for k in range(steps):
+                mmn = mu * mu * mmv + 2.0 * mu * lam * wm + lam * lam * ww + (lam * lam / B) * ww
+                X = mu * wm + lam * ww
+                ww, wm, mmv = ww - 2.0 * eta * X + eta * eta * mmn, X - eta * mmn, mmn
+                out[k + 1] = ww
+            return out
+
+        n = lam.shape[0]
+        a = chain(np.ones(n), np.zeros(n), np.zeros(n), H, np.empty((H + 1, n)))
+        inj = mult * lam / B
+        i = chain(eta * eta * inj, -eta * inj, inj, H - 1, np.empty((H, n)))
+        qw, qb = np.ones(n), np.zeros(n)
+        for _ in range(H):
+            qb = mu * qb + lam * qw
+            qw = qw - eta * qb
+        return a, i, qw
+
+
+def _outer_apply(R, C, V, nn, u, alpha, beta, nesterov):
+    """One outer step (L3)/(L4) on per-mode arrays given the pseudo-gradient noise variance nn."""
+    D2 = u * u * R + nn
+    Vn = beta * beta * V + 2.0 * beta * u * C + D2
+    X = beta * C + u * R
+    if nesterov:
+        b1 = 1.0 + beta
+        W = beta ** 4 * V + 2.0 * beta * beta * b1 * u * C + b1 * b1 * D2
+        Y = beta * beta * C + b1 * u * R
+        Z = beta ** 3 * V + beta * (1.0 + 2.0 * beta) * u * C + b1 * D2
+        return R - 2.0 * alpha * Y + alpha * alpha * W, X - alpha * Z, Vn
+    return R - 2.0 * alpha * X + alpha * alpha * Vn, X - alpha * Vn, Vn
+
+
+@dataclass
+class RoundOperators:
+    """Per-mode outer operators and the (L6) kernel at one eta (``round_operators``)."""
+
+    lam: np.ndarray
+    a: np.ndarray        # (H+1, n) a_j^(h)
+    i: np.ndarray        # (H, n)   i_j^(m)
+    q: np.ndarray        # (n,) mean factor of a round
+    A: np.ndarray        # (n, p, p) outer map with the multiplicative noise inside (p = 1 or 3)
+    chi: np.ndarray      # (n,) [(I - A)^{-1} b]_R
+    outer_radius: float  # max_j specrad A_j
+    kernel: np.ndarray   # (H, H) Kbar (inf where an outer map is unstable or a response is not finite)
+
+    @property
+    def radius(self) -> float:
+        """specrad Kbar (inf if not finite)."""
+        K = self.kernel
+        return float(np.max(np.abs(np.linalg.eigvals(K)))) if np.all(np.isfinite(K)) else math.inf
+
+    @property
+    def stable(self) -> bool:
+        """(L6): max_j specrad A_j < 1 and specrad Kbar < 1. For Kbar >= 0 (always when beta = 0) the second
+        test is the M-matrix criterion, specrad Kbar < 1 iff (I - Kbar) x = 1 has a solution x > 0 (one LU
+        solve, ~20x cheaper than the eigenvalues at H = 400); otherwise the eigenvalues."""
+        K = self.kernel
+        if not (self.outer_radius < 1.0 and np.all(np.isfinite(K))):
+            return False
+        if np.all(K >= 0):
+            try:
+                x = np.linalg.solve(np.eye(K.shape[0]) - K, np.ones(K.shape[0]))
+            except np.linalg.LinAlgError:
+                return False
+            return bool(np.all(x > 0) and np.all(np.isfinite(x)))
+        return self.radius < 1.0
+
+
+def round_operators(lam, mult, eta, opt) -> RoundOperators:
+    """(L6) at inner step size eta: per-mode outer maps A_j, chi_j and the H x H kernel Kbar (note §3.4)."""
+    lam = np.asarray(lam, dtype=np.float64)
+    H, M = opt.inner_steps, opt.workers
+    alpha, beta, nest = opt.outer_lr, opt.outer_momentum, opt.nesterov
+    a, i, q = inner_responses(lam, mult, eta, opt)
+    n = lam.shape[0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        u = 1.0 - q
+        m = (a[H] - q * q) / M
+        finite = bool(np.all(np.isfinite(a)) and np.all(np.isfinite(i)) and np.all(np.isfinite(q)))
+        if beta == 0.0:
+            D = (1.0 - alpha * u) ** 2 + alpha * alpha * m
+            A = D[:, None, None]
+            outer_radius = float(np.max(np.abs(D))) if n else 0.0
+            chi = alpha * alpha / (1.0 - D)
+        else:
+            z, o = np.zeros(n), np.ones(n)
+            cols = [_outer_apply(R, C, V, m * R, u, alpha, beta, nest) for R, C, V in ((o, z, z), (z, o, z), (z, z, o))]
+            A = np.stack([np.stack(c, axis=-1) for c in cols], axis=-1)  # A[j, row, col]
+            b = np.array([alpha * alpha, -alpha, 1.0]) * (
+                np.array([(1 + beta) ** 2, 1 + beta, 1.0]) if nest else 1.0)
+            if finite:
+                outer_radius = float(np.max(np.abs(np.linalg.eigvals(A)))) if n else 0.0
+                chi = np.linalg.solve(np.eye(3)[None] - A, np.broadcast_to(b, (n, 3))[..., None])[:, 0, 0] \
+                    if outer_radius < 1.0 else np.full(n, np.inf)
+            else:
+                outer_radius, chi = math.inf, np.full(n, np.inf)
+        if not finite or not outer_radius < 1.0:
+            return RoundOperators(lam, a, i, q, A, chi, math.inf if not finite else outer_radius,
+                                  np.full((H, H), np.inf))
+        t = i @ lam  # t_m = sum_j lambda_j i_j^(m)
+        hh, ss = np.meshgrid(np.arange(H), np.arange(H), indexing="ij")
+        T = np.where(ss < hh, t[np.clip(hh - 1 - ss, 0, H - 1)], 0.0)
+        Kbar = T + (a[:H] * (lam * chi / M)[None, :]) @ i[::-1].T
+    return RoundOperators(lam, a, i, q, A, chi, outer_radius, Kbar)
+
+
+def _stable(lam, mult, eta, opt) -> bool:
+    return round_operators(lam, mult, eta, opt).stable
+
+
+def _scan_top(lam, opt) -> float:
+    """Upper end of the lr scan: beyond 2 (1 + mu) max(1, 2/alpha) / lambda_max every mean map is unstable
+    (the inner residual polynomial then exceeds 2/alpha - 1 in modulus, note §3.4 large-batch edge)."""
+    return 2.0 * (1.0 + opt.inner_momentum) * max(1.0, 2.0 / opt.outer_lr) / float(np.max(lam)) * 1.05
+
+
+def _bisect(pred, lo, hi, rtol=1e-13):
+    """Largest eta in [lo, hi) with pred true, given pred(lo) and not pred(hi) (boolean bisection)."""
+    while hi - lo > rtol * hi:
+        mid = 0.5 * (lo + hi)
+        if pred(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _scan(lam, mult, opt, points=400, stop_at_first=True):
+    top = _scan_top(lam, opt)
+    lo = top * 1e-4
+    pred = lambda eta: _stable(lam, mult, eta, opt)  # noqa: E731
+    while not pred(lo):
+        lo *= 0.5
+        if lo < top * 1e-30:
+            raise RuntimeError("no stable lr found: check the problem's spectrum")
+    etas = np.geomspace(lo, top, points)
+    flags = []
+    for eta in etas:
+        flags.append(pred(eta))
+        if stop_at_first and not flags[-1]:
+            break
+    return etas[: len(flags)], np.array(flags), pred
+
+
+def first_crossing(lam, mult, opt, points=400) -> float:
+    """First eta (going up from 0+) where (L6) fails; inf if the whole scan is stable."""
+    lam = np.asarray(lam, dtype=np.float64)
+    if lam.size == 0:
+        return math.inf
+    etas, flags, pred = _scan(lam, mult, opt, points)
+    if flags[-1]:
+        return math.inf
+    k = len(flags) - 1
+    return _bisect(pred, float(etas[k - 1]) if k else 0.0, float(etas[k]))
+
+
+def stable_intervals(problem, opt, points=400):
+    """Every stable interval (lo, hi) of eta found by a ``points``-point geometric scan of (L6) up to the
+    scan top (note §5.3: the stable set need not be an interval), each end refined by bisection."""
+    lam, _, mult = _positive_modes(problem)
+    etas, flags, pred = _scan(lam, mult, opt, points, stop_at_first=False)
+    out, start = [], 0.0
+    for k in range(1, len(etas)):
+        if flags[k] != flags[k - 1]:
+            edge = _bisect(pred, etas[k - 1], etas[k]) if flags[k - 1] else \
+                _bisect(lambda e: not pred(e), etas[k - 1], etas[k])
+            if flags[k - 1]:
+                out.append((start, edge))
+            else:
+                start = edge
+    if flags[-1]:
+        out.append((start, float(etas[-1])))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# closed-form approximations of the threshold (note §3.4)
+
+
+@dataclass(frozen=True)
+class LADiLoCoEdges:
+    """The exact threshold (L6) of the inner lr and its closed-form approximations (note §3.4)."""
+
+    exact: float            # first crossing of (L6)
+    slow_mode: float        # eta*_SGD(MB)/alpha (exact at H = 1 with beta = mu = 0; slow-mode regime)
+    trace_edge: float       # 2 M B / (alpha tr K) (the cruder slow-mode estimate)
+    saturated: float        # eta*_SGD(B): the H -> infinity limit (H eta lambda_min >> 1), any alpha in (0, 2)
+    large_batch: float      # B -> infinity edge (beta = mu = 0, 0 < alpha < 2): 2/lambda_max (H even),
+                            # (1 + (2/alpha - 1)^(1/H))/lambda_max (H odd)
+    frozen_worker: float    # first crossing of row 0 of Kbar (frozen worker risk, beta = mu = 0): rough
+    bracket: tuple          # (lo, hi) from the max / min row sums of Kbar (Kbar >= 0), (nan, nan) otherwise
+
+
+def edges(problem, opt, points=400) -> LADiLoCoEdges:
+    lam, _, mult = _positive_modes(problem)
+    H, M, B, alpha = opt.inner_steps, opt.workers, opt.batch, opt.outer_lr
+    plain = opt.outer_momentum == 0.0 and opt.inner_momentum == 0.0
+    exact = first_crossing(lam, mult, opt, points)
+    nan = math.nan
+    if plain and alpha < 2:
+        lb = (2.0 if H % 2 == 0 else 1.0 + (2.0 / alpha - 1.0) ** (1.0 / H)) / float(lam.max())
+    else:
+        lb = nan
+
+    def crossing(stat):
+        """First eta where stat(Kbar) >= 1 or an outer map is unstable (scan + bisection)."""
+        def ok(eta):
+            ro = round_operators(lam, mult, eta, opt)
+            return ro.outer_radius < 1.0 and np.all(np.isfinite(ro.kernel)) and stat(ro.kernel) < 1.0
+        top = _scan_top(lam, opt)
+        etas = np.geomspace(top * 1e-8, top, points)
+        prev = 0.0
+        for eta in etas:
+            if not ok(eta):
+                return _bisect(ok, prev, float(eta))
+            prev = float(eta)
+        return math.inf
+
+    nonneg = plain or bool(np.all(round_operators(lam, mult, 0.5 * exact, opt).kernel >= 0))
+    if nonneg:
+        bracket = (crossing(lambda K: K.sum(axis=1).max()), crossing(lambda K: K.sum(axis=1).min()))
+    else:
+        bracket = (nan, nan)
+    return LADiLoCoEdges(
+        exact=exact,
+        slow_mode=sgd_threshold(lam, mult, M * B) / alpha,
+        trace_edge=2.0 * M * B / (alpha * float(np.sum(mult * lam))),
+        saturated=sgd_threshold(lam, mult, B),
+        large_batch=lb,
+        frozen_worker=crossing(lambda K: K[0].sum()) if plain else nan,
+        bracket=bracket,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the paper's results as functions (note §3.1, §3.5, §4.1)
+
+
+def effective_spectrum(lam, opt):
+    """u(lambda) = 1 - q_H(eta lambda): the effective eigenvalue the outer optimizer sees (note §4.1);
+    ~ H eta lambda for slow modes, -> 1 for saturated ones (the fold of the inner-stable range)."""
+    lam = np.asarray(lam, dtype=np.float64)
+    return 1.0 - inner_responses(lam, np.ones_like(lam), opt.lr, opt)[2]
+
+
+def mean_rate(lam, opt):
+    """Deterministic per-inner-step contraction of the mean of each mode (note §4.1): |z_max|^(1/H), z the
+    roots of the outer recurrence in the effective eigenvalue u: plain z = 1 - alpha u; heavy ball
+    z^2 - (1 + beta - alpha u) z + beta = 0; Nesterov z^2 - (1+beta)(1 - alpha u) z + beta (1 - alpha u) = 0
+    (characteristic polynomials of the (e, v) maps of §1.1 with Delta = u e, re-derived here)."""
+    u = effective_spectrum(lam, opt)
+    al, be, H = opt.outer_lr, opt.outer_momentum, opt.inner_steps
+    if be == 0.0:
+        z = np.abs(1.0 - al * u)
+    else:
+        tr = (1.0 + be) * (1.0 - al * u) if opt.nesterov else 1.0 + be - al * u
+        det = be * (1.0 - al * u) if opt.nesterov else np.full_like(u, be)
+        disc = np.sqrt((tr * tr - 4.0 * det).astype(complex))
+        z = np.maximum(np.abs((tr + disc) / 2), np.abs((tr - disc) / 2))
+    return z ** (1.0 / H)
+
+
+@dataclass
+class SignalNoise:
+    """Per-mode signal (mean contraction) and noise (stationary variance per unit driving twice-risk) of an
+    LA-DiLoCo optimizer and of the SGD it is compared with (``signal_noise``)."""
+
+    lam: np.ndarray
+    u: np.ndarray           # effective eigenvalue 1 - q_H(eta lambda)
+    rate: np.ndarray        # per-inner-step mean contraction |z_max|^(1/H)
+    noise: np.ndarray       # rho_j^inf / E with the worker risks frozen at E (exact for that frozen problem)
+    noise_approx: np.ndarray  # the note's closed form (1/B corrections dropped; beta = mu = 0 only, else nan)
+    sgd_lr: float           # the comparator: SGD at eta_eff = alpha eta/((1-beta)(1-mu)), batch M B
+    sgd_batch: int
+    sgd_rate: np.ndarray    # |1 - eta_eff lambda|
+    sgd_noise: np.ndarray   # eta_eff / (MB (2 - (1 + 1/(MB)) eta_eff lambda))
+
+
+def signal_noise(lam, opt) -> SignalNoise:
+    """The signal/noise trade-off of LA(-DiLoCo) vs SGD (note §3.1, claim (ii)). Signal: the per-inner-step
+    contraction of each mode's mean (``mean_rate``). Noise: with every worker risk frozen at E, the stationary
+    per-mode second moment is rho_j^inf = E (chi_j / M) sum_m i_j^(m) (the (L6) quantities); for beta = mu = 0
+    and the 1/B corrections dropped this is the note's
+    alpha eta (1 + p^H) / (M B (2 - eta lambda)(2 - alpha u)) (re-derived here: 1 - p^(2H) = u (1 + p^H)).
+    The SGD comparator has the same slow-mode step eta_eff and the same samples per inner step (batch MB).
+    Slow modes coincide with SGD; saturated modes (H eta lambda >> 1) contract by |1 - alpha| per round and
+    get noise alpha eta/(MB (2 - eta lambda)(2 - alpha)), less than SGD's for alpha < 1."""
+    lam = np.asarray(lam, dtype=np.float64)
+    ro = round_operators(lam, np.ones_like(lam), opt.lr, opt)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        noise = ro.chi / opt.workers * ro.i.sum(axis=0)
+        if opt.outer_momentum == 0.0 and opt.inner_momentum == 0.0:
+            x, u = opt.lr * lam, 1.0 - ro.q
+            approx = (opt.outer_lr * opt.lr * (1.0 + (1.0 - x) ** opt.inner_steps)
+                      / (opt.workers * opt.batch * (2.0 - x) * (2.0 - opt.outer_lr * u)))
+        else:
+            approx = np.full_like(lam, np.nan)
+        MB = opt.workers * opt.batch
+        le = opt.eta_eff
+        sgd_noise = le / (MB * (2.0 - (1.0 + 1.0 / MB) * le * lam))
+    return SignalNoise(lam=lam, u=1.0 - ro.q, rate=mean_rate(lam, opt), noise=noise, noise_approx=approx,
+                       sgd_lr=le, sgd_batch=MB, sgd_rate=np.abs(1.0 - le * lam), sgd_noise=sgd_noise)
+
+
+def stationary_risk(problem, opt) -> float:
+    """Long-run risk 1/2 E_inf of a stable run (note §3.4): E^vec = (I - Kbar)^{-1} sigma^2 1 (the H worker
+    risks of a round), E_inf = E^vec_0. inf if the run is unstable."""
+    lam, _, mult = _positive_modes(problem)
+    ro = round_operators(lam, mult, opt.lr, opt)
+    if not ro.stable:
+        return math.inf
+    H = opt.inner_steps
+    Ev = np.linalg.solve(np.eye(H) - ro.kernel, np.full(H, problem.sigma2))
+    return 0.5 * float(Ev[0])
+
+
+@dataclass(frozen=True)
+class WorkerNoise:
+    """Excess stationary risk of M workers x batch B vs 1 worker x batch MB (same eta, alpha, H, momenta)."""
+
+    excess_workers: float   # R_inf - sigma^2/2 for (M, B)
+    excess_pooled: float    # the same for (1, MB)
+    ratio: float            # >= 1, = 1 at H = 1 (note §3.5)
+    saturated_ratio: float  # the H -> infinity limit of the ratio (beta = mu = 0), from SGD's ||K||
+
+
+def worker_noise(problem, opt) -> WorkerNoise:
+    """The extra noise of M > 1 workers (note §3.5, claim (iii)) at equal samples per inner step: M workers
+    at batch B feed each worker's own batch-B noise into its later inner steps before averaging, so the slow
+    weights carry more noise than one worker at batch MB (equality iff H = 1). The saturated-limit ratio is
+    ||K(eta,B)|| (1 - ||K(eta,MB)||) / (M ||K(eta,MB)|| (1 - ||K(eta,B)||)). Mitigation (note §3.5): at fixed
+    eta_eff = alpha eta, raise alpha and lower eta, or shorten H; call this function along such a line."""
+    from dataclasses import replace
+
+    from .sgd import kernel_norm
+
+    half = 0.5 * problem.sigma2
+    ew = stationary_risk(problem, opt) - half
+    ep = stationary_risk(problem, replace(opt, workers=1, batch=opt.workers * opt.batch)) - half
+    lam, _, mult = _positive_modes(problem)
+    kb = kernel_norm(lam, mult, opt.lr, opt.batch)
+    kmb = kernel_norm(lam, mult, opt.lr, opt.workers * opt.batch)
+    sat = kb * (1.0 - kmb) / (opt.workers * kmb * (1.0 - kb)) if kb < 1 and kmb > 0 else math.nan
+    return WorkerNoise(ew, ep, ew / ep if ep > 0 else math.nan, sat)
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+class LADiLoCoTheory(Theory):
+    span = 1
+    scalar_dependent = False
+
+    def steps_per_update(self, opt) -> int:
+        return opt.inner_steps
+
+    def init(self, problem, opt) -> ModeState:
+        lam, s0, mult = problem.spectral_modes(merge=True)
+        n = lam.shape[0]
+        p = 3 if opt.outer_momentum > 0 else 1
+        s = np.zeros(p * n)
+        s[:n] = s0
+        W = np.zeros((1, p * n))
+        W[0, :n] = lam
+        return ModeState(s=s, W=W, c0=np.array([problem.sigma2]), sigma2=problem.sigma2,
+                         consts={"lam": lam, "mult": mult})
+
+    def exact(self, state, opt, k0, lr_seq, cap):
+        c = state.consts
+        return int(la_exact_rounds(c["lam"], c["mult"], state.s, lr_seq, opt.inner_steps, 1.0 / opt.batch,
+                                   state.sigma2, cap, 1.0 / opt.workers, opt.outer_lr, opt.outer_momentum,
+                                   opt.nesterov, opt.inner_momentum))
+
+    def threshold(self, problem, opt) -> float:
+        """First crossing of (L6) in the base lr (see the module docstring), divided by the schedule's peak."""
+        lam, _, mult = _positive_modes(problem)
+        peak = opt.sched.peak()
+        return first_crossing(lam, mult, opt) / peak if peak > 0 else math.inf
+
+
+def _register():
+    from . import register
+
+    register(LADiLoCo, LADiLoCoTheory())
+
+
+_register()

@@ -1,0 +1,558 @@
+"""LA-DiLoCo theory and simulation (research/la_diloco.md) against independent references: the SGD curve
+(reductions, PT1), a full d x d second-moment recursion written from §1.1 without the eigenbasis or the
+diagonal closure (dense K), the note's closed forms and thresholds, the full-map spectral radius, Monte Carlo
+(validation.simulate), optax.lookahead, and hypothesis properties (PT2-PT4)."""
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hdtheory as hd
+import validation
+from hdtheory.optimizers import la_diloco as L
+from hdtheory.optimizers.sgd import kernel_norm
+
+V2_LAM = 1.0 / np.arange(1, 101)
+V2 = hd.Problem(V2_LAM, np.random.default_rng(7).normal(0, math.sqrt(2 / 100), 100), noise=hd.Gaussian(math.sqrt(0.1)))
+
+# (M, H, alpha, beta, nesterov, mu, B): plain, LA, SLA-HB with inner momentum, DiLoCo (Nesterov), H = 1 momentum
+VARIANTS = [(1, 8, 0.5, 0.0, False, 0.0, 4), (4, 8, 0.5, 0.0, False, 0.0, 1), (4, 8, 1.0, 0.6, True, 0.0, 2),
+            (1, 8, 0.7, 0.5, False, 0.5, 4), (4, 1, 1.5, 0.3, True, 0.0, 1), (2, 3, 1.2, 0.4, False, 0.3, 2)]
+
+
+def _opt(lr, M, H, alpha, beta, nest, mu, B, **kw):
+    return hd.LADiLoCo(lr, batch=B, workers=M, inner_steps=H, outer_lr=alpha, outer_momentum=beta, nesterov=nest,
+                       inner_momentum=mu, **kw)
+
+
+# --------------------------------------------------------------------------------------------------- reductions
+
+
+@pytest.mark.parametrize("B,lr", [(1, 0.2), (4, 0.3)])
+@pytest.mark.parametrize("schedule", [None, hd.Piecewise([50, 203], [1.0, 0.5, 0.25])])
+def test_sgd_reduction(B, lr, schedule):
+    """M = H = alpha = 1 is SGD step for step; M = alpha = 1 is SGD observed every H steps (any schedule,
+    the step size moving inside a round); H = 1 with inner momentum is SGD (the buffer resets)."""
+    g = hd.step_grid(2000)
+    sgd = hd.solve(V2, hd.SGD(lr, batch=B, schedule=schedule), grid=g, method="exact")
+    la = hd.solve(V2, hd.LADiLoCo(lr, batch=B, schedule=schedule), grid=g)
+    assert np.max(np.abs(la.risk / sgd.risk - 1)) <= 1e-12
+    assert la.status == sgd.status == "ok"
+    la_mu = hd.solve(V2, hd.LADiLoCo(lr, batch=B, inner_momentum=0.7, outer_momentum=0.0, schedule=schedule), grid=g)
+    assert np.max(np.abs(la_mu.risk / sgd.risk - 1)) <= 1e-12
+    g8 = hd.step_grid(2000, multiple_of=8)
+    sgd8 = hd.solve(V2, hd.SGD(lr, batch=B, schedule=schedule), grid=g8, method="exact")
+    la8 = hd.solve(V2, hd.LA(lr, batch=B, inner_steps=8, schedule=schedule), grid=g8)
+    assert np.max(np.abs(la8.risk / sgd8.risk - 1)) <= 1e-12
+
+
+@pytest.mark.parametrize("M,alpha", [(4, 0.5), (3, 1.5)])
+def test_h1_is_sgd_with_outer_lr_and_pooled_batch(M, alpha):
+    """H = 1, beta = 0: SGD(alpha eta, M B) exactly (note §1.2); thresholds eta*_SGD(MB)/alpha (§3.4)."""
+    g = hd.step_grid(1500)
+    la = hd.solve(V2, hd.LADiLoCo(0.2, batch=2, workers=M, outer_lr=alpha), grid=g)
+    sgd = hd.solve(V2, hd.SGD(0.2 * alpha, batch=2 * M), grid=g, method="exact")
+    assert np.max(np.abs(la.risk / sgd.risk - 1)) <= 1e-12
+    opt = hd.LADiLoCo(1.0, batch=2, workers=M, outer_lr=alpha)
+    assert hd.stability_threshold(V2, opt) == pytest.approx(
+        hd.stability_threshold(V2, hd.SGD(1.0, batch=2 * M)) / alpha, rel=1e-10)
+
+
+def test_heavy_ball_equals_nesterov_without_momentum():
+    g = hd.step_grid(400, multiple_of=8)
+    a = hd.solve(V2, _opt(0.4, 4, 8, 0.8, 0.0, False, 0.0, 2), grid=g)
+    b = hd.solve(V2, _opt(0.4, 4, 8, 0.8, 0.0, True, 0.0, 2), grid=g)
+    np.testing.assert_array_equal(a.risk, b.risk)
+
+
+# ------------------------------------------------- full second-moment matrices (no eigenbasis, no diagonal closure)
+
+
+def matrix_rounds(K, e0, sigma2, opt, rounds):
+    """E[e e^T], E[e v^T], E[v v^T] as d x d matrices, one round at a time, from §1.1 with Gaussian
+    fourth moments (minibatch noise covariance (K S K + (tr K S + sigma^2) K)/B): an independent derivation in
+    matrix form, valid for dense K. The symmetric matrices are re-symmetrised after each update: their
+    antisymmetric rounding errors are amplified by factors 1 + eta |lambda_i - lambda_j| per inner step (the
+    update of E[w w^T] assumes symmetry), which ruined the reference after ~30 rounds."""
+    sym = lambda A: 0.5 * (A + A.T)  # noqa: E731
+    d = K.shape[0]
+    I = np.eye(d)
+    eta, B, M, H = opt.lr, opt.batch, opt.workers, opt.inner_steps
+    al, be, mu, nest = opt.outer_lr, opt.outer_momentum, opt.inner_momentum, opt.nesterov
+    See, Sev, Svv = np.outer(e0, e0), np.zeros((d, d)), np.zeros((d, d))
+    Qw, Qb = I.copy(), np.zeros((d, d))
+    for _ in range(H):
+        Qb = mu * Qb + K @ Qw
+        Qw = Qw - eta * Qb
+    U = I - Qw
+    out = [0.5 * (sigma2 + np.trace(K @ See))]
+    for _ in range(rounds):
+        Sww, Swm, Smm = See.copy(), np.zeros((d, d)), np.zeros((d, d))
+        for _ in range(H):
+            Ew = sigma2 + np.trace(K @ Sww)
+            N = (K @ Sww @ K + Ew * K) / B
+            Smm = mu * mu * Smm + mu * (K @ Swm + Swm.T @ K) + K @ Sww @ K + N
+            X = mu * Swm + Sww @ K
+            Sww = Sww - eta * (X + X.T) + eta * eta * Smm
+            Swm = X - eta * Smm
+            Sww, Smm = sym(Sww), sym(Smm)
+        n = (Sww - Qw @ See @ Qw.T) / M
+        DD = U @ See @ U.T + n
+        vD = Sev.T @ U.T  # E[v Delta^T]
+        Svv_new = be * be * Svv + be * (vD + vD.T) + DD
+        X = be * Sev + See @ U.T  # E[e v'^T]
+        if nest:
+            Y = be * be * Sev + (1 + be) * See @ U.T
+            WW = be ** 4 * Svv + be * be * (1 + be) * (vD + vD.T) + (1 + be) ** 2 * DD
+            Z = be ** 3 * Svv + be * be * vD + be * (1 + be) * vD.T + (1 + be) * DD
+            See, Sev = See - al * (Y + Y.T) + al * al * WW, X - al * Z
+        else:
+            See, Sev = See - al * (X + X.T) + al * al * Svv_new, X - al * Svv_new
+        See, Svv = sym(See), sym(Svv_new)
+        out.append(0.5 * (sigma2 + np.trace(K @ See)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_recursion_equals_full_matrix_recursion_dense_K(variant):
+    rng = np.random.default_rng(5)
+    d = 12
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    lam = np.linspace(0.05, 1.5, d) ** 2
+    K = (Q * lam) @ Q.T
+    target = rng.standard_normal(d) / math.sqrt(d)
+    prob = hd.from_covariance(K, target=target, noise=hd.Gaussian(0.3))
+    opt = _opt(1.0, *variant)
+    opt = opt.with_lr(0.7 * hd.stability_threshold(prob, opt))
+    rounds = 30
+    H = opt.inner_steps
+    curve = hd.solve(prob, opt, grid=np.arange(rounds + 1) * H)
+    ref = matrix_rounds(K, -target, 0.09, opt, rounds)
+    np.testing.assert_allclose(curve.risk, ref, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------- the note's numbers
+
+
+@pytest.mark.parametrize("case,expected", [
+    ((1, 8, 0.5, 0.0, False, 0.0, 4, 0.6), 0.06442), ((4, 8, 0.5, 0.0, False, 0.0, 1, 0.5), 0.08627),
+    ((4, 8, 1.0, 0.6, True, 0.0, 2, 0.4), 0.08341), ((1, 8, 0.7, 0.5, False, 0.5, 4, 0.3), 0.08919)])
+def test_v2_round_40_risks(case, expected):
+    """V2 theory risks at round 40 (d = 100), computed by the note's author and reviewer independently."""
+    *v, eta = case
+    opt = _opt(eta, *v)
+    curve = hd.solve(V2, opt, grid=np.array([0, 40 * opt.inner_steps]))
+    assert V2.initial_risk == pytest.approx(0.07688, abs=1e-5)
+    assert curve.risk[-1] == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("M,alpha,B,expected", [
+    (1, 0.5, 1, 0.472070), (1, 1.5, 4, 0.863885), (4, 1.0, 1, 0.540724), (4, 1.5, 32, 1.916149),
+    (4, 0.5, 4, 1.365229)])
+def test_v4_thresholds(M, alpha, B, expected):
+    prob = hd.Problem(V2_LAM, np.zeros(100), noise=hd.Gaussian(1.0))
+    assert hd.stability_threshold(prob, hd.LADiLoCo(1.0, batch=B, workers=M, inner_steps=8, outer_lr=alpha)) \
+        == pytest.approx(expected, abs=2e-6)
+
+
+@pytest.mark.parametrize("variant,expected", [
+    ((1, 8, 1.0, 0.5, False, 0.0, 1), 0.216551), ((4, 8, 0.8, 0.9, True, 0.0, 2), 0.634200),
+    ((1, 8, 0.7, 0.5, False, 0.5, 4), 0.668720), ((2, 4, 1.5, 0.3, True, 0.3, 1), 0.209462)])
+def test_v4_momentum_thresholds_and_full_map(variant, expected):
+    """(L6) vs the note's values, and vs the spectral radius of the full linear round map on the per-mode state
+    (built column by column from the Numba round kernel with sigma^2 = 0): < 1 just below, > 1 just above."""
+    prob = hd.Problem(V2_LAM, np.zeros(100), noise=hd.Gaussian(1.0))
+    opt = _opt(1.0, *variant)
+    thr = hd.stability_threshold(prob, opt)
+    assert thr == pytest.approx(expected, abs=2e-6)
+    th = L.LADiLoCoTheory()
+    st0 = th.init(prob, opt)
+
+    def radius(eta):
+        n = st0.s.size
+        Mfull = np.empty((n, n))
+        for c in range(n):
+            s = np.zeros(n)
+            s[c] = 1.0
+            L.la_exact_rounds(st0.consts["lam"], st0.consts["mult"], s, np.full(opt.inner_steps, eta),
+                              opt.inner_steps, 1 / opt.batch, 0.0, np.inf, 1 / opt.workers, opt.outer_lr,
+                              opt.outer_momentum, opt.nesterov, opt.inner_momentum)
+            Mfull[:, c] = s
+        return np.max(np.abs(np.linalg.eigvals(Mfull)))
+
+    assert radius(0.999 * thr) < 1 < radius(1.001 * thr)
+
+
+def test_threshold_closed_forms_and_bracket():
+    prob = hd.Problem(V2_LAM, np.zeros(100), noise=hd.Gaussian(1.0))
+    # M = 1, alpha = 1: eta*_SGD(B) for every H (note §3.4)
+    for H in (3, 8):
+        assert hd.stability_threshold(prob, hd.LA(1.0, batch=4, inner_steps=H)) == pytest.approx(
+            hd.stability_threshold(prob, hd.SGD(1.0, batch=4)), rel=1e-10)
+    # the row-sum bracket contains the exact value; V4 example (M 4, alpha 1, B 1) -> [0.4416, 0.8091]
+    e = L.edges(prob, hd.LADiLoCo(1.0, workers=4, inner_steps=8))
+    assert e.bracket[0] <= e.exact <= e.bracket[1]
+    assert e.bracket == pytest.approx((0.4416, 0.8091), abs=1e-4)
+    assert e.frozen_worker / e.exact - 1 == pytest.approx(0.496, abs=1e-3)  # "row-0 estimate +49.6%"
+    # B -> infinity (V4c, B = 1e9, M = 1): 2/lambda_max for even H, 1 + (2/alpha - 1)^(1/H) for odd H
+    for H, alpha, expected in [(3, 0.5, 2.442250), (3, 0.9, 2.069178), (5, 0.3, 2.414704), (8, 1.5, 2.0),
+                               (3, 1.5, 1.693361)]:
+        e = L.edges(prob, hd.LA(1.0, batch=10**9, inner_steps=H, outer_lr=alpha))
+        assert e.exact == pytest.approx(expected, abs=2e-6)
+        assert e.large_batch == pytest.approx(e.exact, rel=1e-5)
+
+
+def test_slow_mode_and_saturated_estimates():
+    """Slow-mode regime (lambda uniform in [0.5, 1.5], d = 1000, note §3.4): eta*_SGD(MB)/alpha is too high by
+    2.2%, 6.9%, 40%; saturated regime (V7, H = 400): eta* -> eta*_SGD(B) within 3.3%."""
+    lam = np.linspace(0.5, 1.5, 1000)
+    for (M, H, alpha, B), over in [((1, 8, 0.5, 1), 0.022), ((4, 8, 1.5, 1), 0.069), ((4, 8, 1.0, 4), 0.40)]:
+        exact = L.first_crossing(lam, np.ones(1000), hd.LADiLoCo(1.0, batch=B, workers=M, inner_steps=H,
+                                                                 outer_lr=alpha), points=100)
+        slow = hd.stability_threshold(hd.Problem(lam, np.zeros(1000)), hd.SGD(1.0, batch=M * B)) / alpha
+        assert slow / exact - 1 == pytest.approx(over, abs=0.006)
+    lam = np.linspace(0.5, 1, 20)
+    for B, sgd, M, alpha in [(1, 0.120720, 1, 0.5), (4, 0.422390, 4, 1.5)]:
+        sgd_exact = hd.stability_threshold(hd.Problem(lam, np.zeros(20)), hd.SGD(1.0, batch=B))
+        assert sgd_exact == pytest.approx(sgd, abs=2e-6)
+        exact = L.first_crossing(lam, np.ones(20), hd.LADiLoCo(1.0, batch=B, workers=M, inner_steps=400,
+                                                               outer_lr=alpha), points=60)
+        assert abs(exact / sgd - 1) < 0.033
+
+
+def test_stable_set_need_not_be_an_interval():
+    """Inner momentum makes the round's mean factor q_H(eta lambda) oscillate in eta, so the stable set can
+    have gaps (note §5.3). At B = 1e6 the set is where 0 < alpha (1 - q_H(eta lambda_j)) < 2 for every j
+    (heavy-ball residual polynomial, computed here by its three-term recurrence)."""
+    prob = hd.Problem([1.0, 0.5], [0.3, 0.3], noise=hd.Gaussian(0.1))
+    opt = hd.LA(1.0, batch=10**6, inner_steps=3, outer_lr=1.5, inner_momentum=0.5)
+    iv = L.stable_intervals(prob, opt)
+    assert len(iv) >= 2
+    assert hd.stability_threshold(prob, opt) == pytest.approx(iv[0][1], rel=1e-10)
+
+    def mean_stable(eta):
+        ok = True
+        for lam in (1.0, 0.5):
+            x, q0, q1 = eta * lam, 1.0, 1.0 - eta * lam
+            for _ in range(2):
+                q0, q1 = q1, (1.5 - x) * q1 - 0.5 * q0
+            ok &= 0 < 1.5 * (1 - q1) < 2
+        return ok
+
+    for lo, hi in iv:
+        assert mean_stable(lo + 1e-3 * (hi - lo)) and mean_stable(hi - 1e-3 * (hi - lo))
+        assert mean_stable(0.5 * (lo + hi))
+    for (_, hi), (lo, _) in zip(iv[:-1], iv[1:]):
+        assert not mean_stable(0.5 * (hi + lo))
+
+
+# --------------------------------------------------------------------------- the paper's results as functions
+
+
+def test_stationary_risk_v3_and_long_run():
+    """V3: R_inf = 0.0647825646 (M 4, H 8, alpha 0.5, B 1, eta 0.4, d = 100, sigma^2 = 0.1); the long-run
+    recursion converges to (I - Kbar)^{-1} sigma^2 1."""
+    prob = hd.Problem(V2_LAM, np.zeros(100), noise=hd.Gaussian(math.sqrt(0.1)))
+    opt = hd.LADiLoCo(0.4, workers=4, inner_steps=8, outer_lr=0.5)
+    r = L.stationary_risk(prob, opt)
+    assert r == pytest.approx(0.0647825646, abs=1e-10)
+    curve = hd.solve(prob, opt, grid=np.array([0, 3000 * 8]))
+    assert curve.risk[-1] == pytest.approx(r, rel=1e-10)
+
+
+def test_worker_noise_v5():
+    """V5 (d = 100, H = 8, eta_eff = alpha eta = 0.25): excess stationary risk of (M 4, B 1) vs (M 1, B 4),
+    ratio 1 at H = 1, and the saturated-limit ratio (§3.5) at H = 400."""
+    prob = hd.Problem(V2_LAM, np.zeros(100), noise=hd.Gaussian(math.sqrt(0.1)))
+    for alpha, workers, pooled in [(0.5, 0.035835, 0.010339), (1.0, 0.013619, 0.010325), (1.5, 0.013158, 0.011470),
+                                   (2.0, 0.013978, 0.012830)]:
+        w = L.worker_noise(prob, hd.LADiLoCo(0.25 / alpha, batch=1, workers=4, inner_steps=8, outer_lr=alpha))
+        assert (w.excess_workers, w.excess_pooled) == pytest.approx((workers, pooled), abs=1e-6)
+        assert w.ratio > 1
+    w1 = L.worker_noise(prob, hd.LADiLoCo(0.25, batch=1, workers=4, inner_steps=1))
+    assert w1.ratio == pytest.approx(1.0, abs=1e-10)
+    sat = hd.Problem(np.linspace(0.5, 1, 20), np.zeros(20), noise=hd.Gaussian(math.sqrt(0.1)))
+    w = L.worker_noise(sat, hd.LADiLoCo(0.05, batch=1, workers=4, inner_steps=400))
+    assert w.ratio == pytest.approx(w.saturated_ratio, rel=2e-3)
+
+
+def test_saturated_limit_v7():
+    """V7: at H = 400 the slow excess twice-risk is alpha/(M (2 - alpha)) times SGD(eta, B)'s (note §3.2)."""
+    sat = hd.Problem(np.linspace(0.5, 1, 20), np.zeros(20), noise=hd.Gaussian(math.sqrt(0.1)))
+    knorm = kernel_norm(sat.eigenvalues, np.ones(20), 0.05, 1)
+    assert knorm == pytest.approx(0.3903, abs=1e-4)
+    sgd_excess = 0.1 / (1 - knorm) - 0.1
+    assert sgd_excess == pytest.approx(0.064003, abs=1e-6)
+    for M, alpha in [(1, 0.5), (1, 1.0), (1, 1.5), (3, 0.8)]:
+        E = 2 * L.stationary_risk(sat, hd.LADiLoCo(0.05, workers=M, inner_steps=400, outer_lr=alpha))
+        assert E - 0.1 == pytest.approx(alpha / (M * (2 - alpha)) * sgd_excess, abs=1e-5)
+
+
+def test_signal_noise_tradeoff():
+    """§3.1: the frozen-risk noise equals the note's closed form up to O(1/B) (1/B corrections), slow modes
+    match SGD at eta_eff and batch MB, saturated modes get alpha eta/(MB (2 - eta lambda)(2 - alpha))."""
+    lam = np.geomspace(1e-4, 1.0, 30)
+    for alpha in (0.5, 1.5):
+        for B in (10**4, 10**6):
+            sn = L.signal_noise(lam, hd.LADiLoCo(0.3, batch=B, workers=2, inner_steps=16, outer_lr=alpha))
+            np.testing.assert_allclose(sn.noise, sn.noise_approx, rtol=30.0 / B)
+        sn = L.signal_noise(lam, hd.LADiLoCo(0.3, batch=1, workers=2, inner_steps=16, outer_lr=alpha))
+        slow = lam * 0.3 * 16 < 1e-2
+        np.testing.assert_allclose(sn.noise[slow], sn.sgd_noise[slow], rtol=2e-2)
+        np.testing.assert_allclose(sn.rate[slow], sn.sgd_rate[slow], rtol=1e-5)
+    big = hd.LADiLoCo(0.5, batch=10**6, workers=1, inner_steps=64, outer_lr=0.5)
+    sn = L.signal_noise(np.array([1.0]), big)
+    assert sn.noise_approx[0] == pytest.approx(0.5 * 0.5 / (10**6 * 1.5 * 1.5), rel=1e-12)
+    assert sn.rate[0] == pytest.approx(0.5 ** (1 / 64), rel=1e-12)
+
+
+def test_mean_rate_note_example_and_recursion():
+    """§4.1 example (eta 1, H 8, alpha 1, beta 0.9): per-inner-step rates at eta lambda = 0.01 / 0.5, and the
+    closed-form root vs the decay of the exact recursion at B = 1e12, sigma = 0 (one mode)."""
+    base = dict(inner_steps=8, outer_lr=1.0)
+    rates = {name: L.mean_rate(np.array([0.01, 0.5]), hd.LADiLoCo(1.0, **base, **kw)) for name, kw in [
+        ("LA", {}), ("HB", dict(outer_momentum=0.9)), ("Nest", dict(outer_momentum=0.9, nesterov=True))]}
+    np.testing.assert_allclose(rates["LA"], [0.99, 0.5], atol=1e-4)
+    np.testing.assert_allclose(rates["HB"], [0.9934, 0.9934], atol=1e-4)
+    np.testing.assert_allclose(rates["Nest"], [0.9885, 0.7025], atol=1e-4)
+    for lam, kw in [(0.3, dict(outer_momentum=0.7, nesterov=True)), (0.05, dict(outer_momentum=0.5)),
+                    (0.2, dict(outer_momentum=0.8, nesterov=True, inner_momentum=0.3))]:
+        opt = hd.LADiLoCo(0.7, batch=10**12, inner_steps=4, outer_lr=1.3, **kw)
+        prob = hd.Problem([lam], [1.0])
+        c = hd.solve(prob, opt, grid=np.array([0, 400, 800]))
+        measured = (c.risk[2] / c.risk[1]) ** (1 / (2 * 400))
+        assert measured == pytest.approx(L.mean_rate(np.array([lam]), opt)[0], rel=1e-3)
+    u = L.effective_spectrum(np.array([1e-3, 0.5, 1.5]), hd.LA(1.0, inner_steps=8))
+    np.testing.assert_allclose(u, [1 - 0.999 ** 8, 1 - 0.5 ** 8, 1 - 0.5 ** 8])
+
+
+# ------------------------------------------------------------------------------------------------ simulation
+
+
+def _sim_problem(d=40):
+    rng = np.random.default_rng(3)
+    lam = 1.0 / np.sqrt(np.arange(1, d + 1))
+    return hd.Problem(lam, rng.normal(0, 1 / math.sqrt(d), d), noise=hd.Gaussian(0.3))
+
+
+@pytest.mark.parametrize("variant", [(1, 1, 1.0, 0.0, False, 0.0, 2), (4, 1, 1.5, 0.3, True, 0.0, 1),
+                                     (1, 8, 0.7, 0.5, False, 0.5, 2), (4, 8, 0.8, 0.6, True, 0.0, 2)])
+def test_theory_matches_simulation(variant):
+    """M in {1, 4}, H in {1, 8}, at half the threshold: theory inside the seeds' 3-SEM band."""
+    prob = _sim_problem()
+    opt = _opt(1.0, *variant)
+    opt = opt.with_lr(0.5 * hd.stability_threshold(prob, opt))
+    g = hd.step_grid(40 * opt.inner_steps, per_decade=5, multiple_of=opt.inner_steps)
+    rep = validation.compare(hd.solve(prob, opt, grid=g), validation.simulate(prob, opt, grid=g, seeds=400, key=1))
+    assert rep.ok, rep.summary()
+    assert rep.inband_fraction >= 0.9, rep.summary()
+
+
+def _optax_reference(prob, opt, rounds, key):
+    """M = 1: optax.lookahead(optax.sgd(eta, momentum=mu), H, alpha, reset_state=True) fed the same samples."""
+    optax = pytest.importorskip("optax")
+    import jax
+    import jax.numpy as jnp
+    from validation.optimizers.la_diloco import round_keys
+
+    lam = jnp.asarray(prob.eigenvalues)
+    target = jnp.asarray(prob.target)
+
+    def sample(k, n):
+        kx, ke = jax.random.split(k)
+        x = jax.random.normal(kx, (n, lam.size)) * jnp.sqrt(lam)
+        return x, x @ target + prob.noise.sample_jax(ke, (n,), jnp.float64)
+
+    fast = optax.sgd(opt.lr, momentum=opt.inner_momentum or None)
+    la = optax.lookahead(fast, sync_period=opt.inner_steps, slow_step_size=opt.outer_lr, reset_state=True)
+    params = optax.LookaheadParams.init_synced(jnp.asarray(prob.init))
+    state = la.init(params)
+    sim = validation.optimizers.simulation_for(opt)
+    theta, v = jnp.asarray(prob.init), sim.init(jnp.asarray(prob.init), opt)
+
+    @jax.jit
+    def optax_step(params, state, x, y):
+        grad = x.T @ (x @ params.fast - y) / opt.batch
+        upd, state = la.update(grad, state, params)
+        return optax.apply_updates(params, upd), state
+
+    batches = jax.jit(lambda rk: jax.vmap(lambda k: sample(k, opt.batch))(round_keys(rk, 1, opt.inner_steps)[0]))
+    ours = jax.jit(lambda th, v, k: sim.update(th, v, k, opt.lr, sample, opt))
+    diffs = []
+    for t in range(rounds):
+        rkey = jax.random.fold_in(key, t)
+        xs, ys = batches(rkey)
+        for h in range(opt.inner_steps):
+            params, state = optax_step(params, state, xs[h], ys[h])
+        theta, v = ours(theta, v, rkey)
+        diffs.append(float(jnp.max(jnp.abs(theta - params.slow))) / float(jnp.max(jnp.abs(params.slow))))
+    return max(diffs)
+
+
+@pytest.mark.parametrize("mu", [0.6])  # mu = 0 is the same code path with b = g; 0.6 also checks the buffer reset
+def test_simulation_update_matches_optax_lookahead(mu):
+    import jax
+
+    with jax.enable_x64(True):
+        prob = _sim_problem(10)
+        opt = hd.LA(0.3, batch=3, inner_steps=5, outer_lr=0.6, inner_momentum=mu)
+        assert _optax_reference(prob, opt, 6, jax.random.PRNGKey(0)) < 1e-12
+
+
+def test_simulation_update_matches_plain_loop_with_workers_and_momentum():
+    """M = 3, Nesterov outer momentum, inner momentum: the JAX update vs a NumPy loop of §1.1 on the same
+    samples (optax has no multi-worker outer optimizer)."""
+    import jax
+    import jax.numpy as jnp
+    from validation.optimizers.la_diloco import round_keys
+
+    with jax.enable_x64(True):
+        prob = _sim_problem(8)
+        lam = jnp.asarray(prob.eigenvalues)
+
+        def sample(k, n):
+            x = jax.random.normal(k, (n, lam.size)) * jnp.sqrt(lam)
+            return x, x @ jnp.asarray(prob.target) + 0.3 * jax.random.normal(jax.random.fold_in(k, 9), (n,))
+
+        for nest in (True,):  # heavy ball: checked against the theory in test_theory_matches_simulation[variant2]
+            opt = hd.LADiLoCo(0.2, batch=2, workers=3, inner_steps=4, outer_lr=0.9, outer_momentum=0.5,
+                              nesterov=nest, inner_momentum=0.4)
+            sim = validation.optimizers.simulation_for(opt)
+            theta = jnp.asarray(prob.init)
+            v = sim.init(theta, opt)
+            ours = jax.jit(lambda th, v, k: sim.update(th, v, k, jnp.full(4, 0.2), sample, opt))  # noqa: B023
+            batches = jax.jit(lambda rk: jax.vmap(jax.vmap(lambda k: sample(k, 2)))(round_keys(rk, 3, 4)))
+            th_np, v_np = np.asarray(prob.init, dtype=float), np.zeros(8)
+            for t in range(3):
+                rkey = jax.random.PRNGKey(t)
+                xs, ys = (np.asarray(a) for a in batches(rkey))
+                ws = []
+                for m in range(3):
+                    w, b = th_np.copy(), np.zeros(8)
+                    for h in range(4):
+                        x, y = xs[m, h], ys[m, h]
+                        b = 0.4 * b + x.T @ (x @ w - y) / 2
+                        w = w - 0.2 * b
+                    ws.append(w)
+                delta = th_np - np.mean(ws, axis=0)
+                v_np = 0.5 * v_np + delta
+                th_np = th_np - 0.9 * ((delta + 0.5 * v_np) if nest else v_np)
+                theta, v = ours(theta, v, rkey)
+            np.testing.assert_allclose(np.asarray(theta), th_np, rtol=1e-12, atol=1e-14)
+
+
+def test_simulate_records_on_round_grid():
+    prob = _sim_problem(10)
+    opt = hd.LA(0.2, inner_steps=4, outer_lr=0.5)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        hd.solve(prob, opt, grid=np.array([0, 3, 8]))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        validation.simulate(prob, opt, grid=np.array([0, 3, 8]), seeds=2)
+    a = validation.simulate(prob, opt, steps=40, seeds=2, key=3, chunk=3)
+    b = validation.simulate(prob, opt, steps=40, seeds=2, key=3)
+    np.testing.assert_array_equal(a.risk, b.risk)
+    assert np.all(a.steps % 4 == 0)
+
+
+# ------------------------------------------------------------------------------------------------ properties
+
+SET = settings(max_examples=8, deadline=None)
+variants = st.tuples(st.integers(1, 4), st.integers(1, 6), st.floats(0.3, 1.8), st.sampled_from([0.0, 0.0, 0.5, 0.8]),
+                     st.booleans(), st.sampled_from([0.0, 0.0, 0.4]), st.integers(1, 4))
+spectra = st.lists(st.floats(0.05, 2.0), min_size=2, max_size=12).map(np.array)
+
+
+def _problem(lam, sigma=0.2):
+    rng = np.random.default_rng(lam.size)
+    return hd.Problem(lam, rng.standard_normal(lam.size) / np.sqrt(lam.size), noise=hd.Gaussian(sigma))
+
+
+@SET
+@given(spectra, variants, st.floats(0.2, 5.0), st.randoms(use_true_random=False), st.floats(0.2, 0.9))
+def test_pt2_rescaling_permutation_merging(lam, v, c, rnd, frac):
+    """(lambda, eta, rho0) -> (c lambda, eta/c, rho0/c) and mode permutations leave E unchanged; duplicating
+    every mode (merged with multiplicity 2) equals the same modes listed twice, unmerged."""
+    p = _problem(lam)
+    opt = _opt(1.0, *v)
+    thr = hd.stability_threshold(p, opt)
+    opt = opt.with_lr(frac * thr)
+    g = hd.step_grid(60 * opt.inner_steps, multiple_of=opt.inner_steps)
+    a = hd.solve(p, opt, grid=g)
+    q = hd.Problem(c * lam, p.target / np.sqrt(c), noise=p.noise)
+    np.testing.assert_allclose(hd.solve(q, opt.with_lr(opt.lr / c), grid=g).risk, a.risk, rtol=1e-9)
+    assert hd.stability_threshold(q, opt) == pytest.approx(thr / c, rel=1e-9)
+    perm = list(range(lam.size))
+    rnd.shuffle(perm)
+    r = hd.Problem(lam[perm], p.target[perm], noise=p.noise)
+    np.testing.assert_allclose(hd.solve(r, opt, grid=g).risk, a.risk, rtol=1e-10)
+    two = hd.Problem(np.concatenate([lam, lam]), np.concatenate([p.target, p.target]) / np.sqrt(2), noise=p.noise)
+    lam2, s2, m2 = two.spectral_modes(merge=False)  # every eigenvalue twice, unmerged
+    s = np.zeros(s2.size * (3 if opt.outer_momentum > 0 else 1))
+    s[:s2.size] = s2
+    H = opt.inner_steps
+    L.la_exact_rounds(lam2, m2, s, np.full(5 * H, opt.lr), H, 1 / opt.batch, two.sigma2, np.inf, 1 / opt.workers,
+                      opt.outer_lr, opt.outer_momentum, opt.nesterov, opt.inner_momentum)
+    merged = hd.solve(two, opt, grid=np.array([0, 5 * H]))
+    assert merged.risk[-1] == pytest.approx(0.5 * (two.sigma2 + lam2 @ s[:s2.size]), rel=1e-12)
+
+
+@SET
+@given(spectra, st.integers(1, 6), st.floats(0.3, 1.8), st.integers(1, 3), st.floats(0.1, 0.6))
+def test_pt3_orderings(lam, H, alpha, B, frac):
+    """beta = mu = 0: E is nonincreasing in M at fixed B, E_{M,B}(t) >= E_{1,MB}(t) (equal for H = 1), and E is
+    nondecreasing in sigma^2 (note §3.5, PT3)."""
+    p = _problem(lam)
+    base = hd.LADiLoCo(1.0, batch=B, workers=1, inner_steps=H, outer_lr=alpha)
+    lr = frac * hd.stability_threshold(p, base)
+    g = hd.step_grid(30 * H, multiple_of=H)
+    r = [hd.solve(p, dataclasses.replace(base, lr=lr, workers=M), grid=g).risk for M in (1, 2, 4)]
+    assert np.all(np.diff(np.stack(r), axis=0) <= 1e-13 * r[0])
+    pooled = hd.solve(p, dataclasses.replace(base, lr=lr, batch=4 * B), grid=g).risk
+    assert np.all(r[2] >= pooled * (1 - 1e-12))
+    if H == 1:
+        np.testing.assert_allclose(r[2], pooled, rtol=1e-12)
+    louder = hd.Problem(lam, p.target, noise=hd.Gaussian(0.5))
+    assert np.all(hd.solve(louder, dataclasses.replace(base, lr=lr), grid=g).risk >= r[0])
+
+
+@SET
+@given(spectra, variants)
+def test_pt4_convergence_below_and_divergence_above(lam, v):
+    """At 0.5 eta* the run settles on the stationary risk of (L6); at 1.05 eta* it is flagged or diverges."""
+    p = _problem(lam, sigma=0.5)
+    opt = _opt(1.0, *v)
+    thr = hd.stability_threshold(p, opt)
+    below = opt.with_lr(0.5 * thr)
+    c = hd.solve(p, below, grid=np.array([0, 2000 * opt.inner_steps]))
+    assert c.status == "ok"
+    assert c.risk[-1] == pytest.approx(L.stationary_risk(p, below), rel=1e-6)
+    above = hd.solve(p, opt.with_lr(1.05 * thr), grid=np.array([0, 8 * opt.inner_steps]))
+    assert above.status in ("unstable", "diverged")
+
+
+# ------------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(workers=0), "workers"), (dict(workers=2.5), "workers"), (dict(inner_steps=0), "inner_steps"),
+    (dict(outer_lr=0.0), "outer_lr"), (dict(outer_lr=-1.0), "outer_lr"), (dict(outer_lr=float("nan")), "outer_lr"),
+    (dict(outer_momentum=1.0), "outer_momentum"), (dict(outer_momentum=-0.1), "outer_momentum"),
+    (dict(inner_momentum=1.0), "inner_momentum"), (dict(inner_momentum=-0.5), "inner_momentum"),
+    (dict(nesterov="yes"), "nesterov"), (dict(batch=0), "batch"), (dict(lr=0.0), "lr")])
+def test_bad_input_rejected(kw, match):
+    args = dict(lr=0.1)
+    args.update(kw)
+    with pytest.raises(ValueError, match=match):
+        hd.LADiLoCo(**args)
+
+
+def test_presets_and_serialisation():
+    la = hd.LA(0.1, batch=2, inner_steps=8, outer_lr=0.5)
+    assert la == hd.LADiLoCo(0.1, batch=2, inner_steps=8, outer_lr=0.5)
+    sla = hd.SLA(0.1, 0.9, inner_steps=8)
+    assert sla.workers == 1 and sla.nesterov and sla.outer_momentum == 0.9
+    assert sla.to_dict()["name"] == "la_diloco"
+    assert hd.LADiLoCo(0.1, outer_lr=0.5, outer_momentum=0.5, inner_momentum=0.5).eta_eff == pytest.approx(0.2)
