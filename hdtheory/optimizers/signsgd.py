@@ -46,7 +46,8 @@ E[v v^T] = K_sigma/B + (1 - 1/B) m m^T gives the extra lr^2 a_1^2 mu^2 term)
 
 a is evaluated at the mean s_k (mean-field closure; the O(1/d) fluctuation of s is neglected). The
 noise term is exact for B = 1 (any K: E[S S^T | e] = K_sigma) and for diagonal K (any B: E S_i^2 = 1);
-for dense K and B >= 2 it holds up to O(B/d). Diagonal K (``hd.Problem(eigenvalues=...)``): mu_i = n_i =
+for dense K and B >= 2 it is the d -> infinity limit, with a first correction of relative size O(B/d)
+derived and measured below ("Dense K with a batch"). Diagonal K (``hd.Problem(eigenvalues=...)``): mu_i = n_i =
 sqrt(lambda_i), rho~_i = sqrt(lambda_i) (theta_0 - theta*)_i^2, setup O(d). Dense K
 (``hd.from_covariance``; note §2.1, §2.2 item 2): the O(d^3) setup above, once (arcsine of the
 correlation matrix O(d^2), one ``eigh`` of K~, one GEMM for n), then the same O(d) per-mode kernel; memory
@@ -54,6 +55,41 @@ O(d^2) during the setup only. The setup asserts the note's invariants: sum_j n_j
 sum_j mu_j n_j = tr(K K_sigma), n_j >= 0, sum_j mu_j rho~_j(0) = e_0^T K e_0. Not the SVD of D^{-1/2} K
 (wrong for non-symmetric D^{-1/2} K, note §2.1). Coordinates with K_ii <= 1e-12 max_i K_ii never move
 (x_i = 0, sign(0) = 0) and carry no risk: they are dropped. Equal mu_j are merged (sum rho~, sum n; exact).
+
+Dense K with a batch (B >= 2, sign of the mean; derived here, the note only states "O(B/d)", §1.4). Condition
+on z_b = <x_b, e> and eps: x_b = (K e / s^2) z_b + xi_b with xi_b ~ N(0, K_perp), K_perp = K - K e e^T K / s^2,
+independent of z, so sum_b x_b r_b = (K e / s^2) <z, r> + ||r|| Y, Y ~ N(0, K_perp), and S = sign(h t + Y) with
+t = <z, r>/(s ||r||) a scalar. In units of sqrt(K_perp,ii) coordinate i is shifted by u_i t / sqrt(1 - u_i^2),
+u = D^{-1/2} K e / s, and two coordinates have correlation (C_ij - u_i u_j)/sqrt((1 - u_i^2)(1 - u_j^2)). For a
+standard bivariate normal with correlation rho and shifts a_i, a_j, E sign(Y_i + a_i) sign(Y_j + a_j) =
+(2/pi)[arcsin rho + (a_i a_j - rho (a_i^2 + a_j^2)/2) / sqrt(1 - rho^2)] + O(a^4) (the first derivatives vanish
+at a = 0; the second come from the bivariate density at the origin). Expanding in u and averaging over t:
+
+    E[S S^T | e] = K_sigma + tau_B(s) Gamma(e) + O(u^4),     tau_B = E[t^2] - 1,
+    Gamma_ij = (2/pi) (u_i u_j - C_ij (u_i^2 + u_j^2)/2) / sqrt(1 - C_ij^2)   (i != j),   Gamma_ii = 0
+
+(``sign_second_moment``; tau_B by two Stein steps, ``batch_noise_tau``: Gaussian (B-1) s^2/(s^2 + sigma^2),
+tau_1 = 0 for every law, so B = 1 is exact as it must be; Gamma_ii = 0, so diagonal K is exact too). In the
+per-mode map this would add lr^2 tau_B w_j^T D^{1/4} E[Gamma] D^{1/4} w_j to n_j, and E[Gamma] needs the full
+second moment D^{-1/2} K E[e e^T] K D^{-1/2}, which the per-mode state (the diagonal of M~ in the K~ basis) does
+not carry: keeping it costs O(d^3) per step. Measured, it is not worth it:
+
+* at fixed e (d = 100, V3 matrix, delocalized e, B = 8): E[S^T K S] by Monte Carlo (10^5 batches) is 2.2% above
+  tr(K K_sigma) and 0.1% (Gaussian, 2 SEM) / 0.05% (Rademacher) from tr(K (K_sigma + tau_B Gamma)) (the
+  same check with 12000 batches and three laws is in tests/test_signsgd.py); at e_0 the relative term tau_B tr(K Gamma)/tr(K K_sigma) is 1.1%, 1.0%, 0.30%, 0.18%
+  (V3, d = 250, 500, 1000, 2000) and 0.81%, 0.19%, 0.11%, 0.06% (rotated (i/d)^2 spectrum), i.e. O(B/d);
+* on the risk curve it is negligible: the full d x d recursion of (E1) with K_sigma + tau_B E[Gamma] (E[Gamma]
+  from the exact second moment) differs from (E6) by <= 0.02% (B = 8, gamma = 0.5, t <= 2, d = 250 and 500, V3
+  and rotated spectrum, Gaussian and Rademacher): the noise is a small part of the transient, and near the
+  floor s^2 << sigma^2 makes tau_B small;
+* the finite-d gap that the simulations do show at B = 8 is the drift's own O(B u^2) term (note §1.3,
+  m_i = a_B w_i (1 + kappa u_i^2), kappa = -(B - 2) s^2 / (6 (s^2 + sigma^2)) for Gaussian noise), present for
+  diagonal K too. A moment recursion with that term (Gaussian closure for e) predicts +0.45, +0.26, +0.14, +0.09%
+  at t = 1/4, 1/2, 1, 2 on V3 at d = 250 (B = 8, gamma = 0.5, Gaussian); an independent simulation (2048 seeds)
+  measured +0.43 +- .06, +0.32 +- .05, +0.11 +- .04, +0.12 +- .04%; at d = 500 +0.29, +0.16, +0.07, +0.04%
+  predicted vs +0.37 +- .07, +0.20 +- .06, +0.08 +- .04, +0.05 +- .04% (1024 seeds); the diagonal counterpart
+  (K = D, same D) at d = 250: +0.18, +0.25, +0.16, +0.05% vs +0.20 +- .05, +0.26 +- .06, +0.12 +- .05,
+  +0.04 +- .03%. The gap falls as 1/d: the d -> infinity theory (E6) is right for dense K at B = 8.
 
 Driver form: s <- (1 + am1) s + f + h E with am1 = -2 lr a mu (+ (1 - 1/B)(lr a_1 mu)^2), f = lr^2 n
 (/B), h = 0; a depends on the scalar E = sigma^2 + sum mu rho~ (``scalar_dependent``), so the driver's
@@ -342,6 +378,77 @@ def modes(problem, merge: bool = True, check: bool = True) -> SignModes:
             np.add.at(r2, inv, rho)
             mu, n, rho = uniq, n2, r2
     return SignModes(np.ascontiguousarray(mu), np.ascontiguousarray(n), np.ascontiguousarray(rho), ssum)
+
+
+def batch_noise_tau(noise: NoiseLaw, s: float, batch: int) -> float:
+    """tau_B(s) = E[t^2] - 1, t = <z, r> / (s ||r||), z ~ N(0, s^2 I_B), r = z - eps (module docstring, "Dense K
+    with a batch"): the prefactor of the first correction to E[S S^T | e] = K_sigma for the sign of the mean.
+
+    Two Stein steps in z give tau_B = (B - 1)(B - 2) s^2 E||r||^-2 (B >= 3), and with the Laplace transform of
+    the note's §1.3 (E||r||^-2 = int_0^inf E exp(-u ||r||^2) du, substitution v = 2us^2/(1 + 2us^2))
+
+        tau_B(s) = (B - 1)(B - 2)/2 int_0^1 (1 - v)^(B/2 - 2) L(v / (2 s^2))^B dv        (B >= 3),
+        tau_2(s) = L(1/(2 s^2))^2 (the limit B -> 2),        tau_1 = 0 (t^2 = z^2/s^2: B = 1 is exact).
+
+    Gaussian: (B - 1) s^2 / (s^2 + sigma^2); sigma = 0: B - 1. Evaluated by ``quad`` in w = sqrt(1 - v)."""
+    B = check_batch(batch)
+    kind, df = _law_key(noise)
+    s = float(s)
+    if B == 1 or s <= 0.0:
+        return 0.0
+    if noise.sigma == 0 or not math.isfinite(s):
+        return B - 1.0
+    x2 = (s / noise.sigma) ** 2
+    if kind == "gaussian":
+        return (B - 1.0) * x2 / (x2 + 1.0)
+
+    def L(v):  # L_sigma(v / (2 s^2)) = L_1(v / (2 x^2)) for the law at unit sigma
+        return float(_laplace_unit(kind, df, np.array([v / (2.0 * x2)]))[0])
+
+    if B == 2:
+        return L(1.0) ** 2
+    val, _ = integrate.quad(lambda w: 2.0 * w ** (B - 3) * L(1.0 - w * w) ** B, 0.0, 1.0, limit=200,
+                            epsabs=0.0, epsrel=1e-10)
+    return 0.5 * (B - 1) * (B - 2) * val
+
+
+def sign_second_moment(problem, e, batch: int, correction: bool = True) -> np.ndarray:
+    """E[S S^T | e] for S = sign of the averaged minibatch gradient at the error e = theta - theta*, in the
+    coordinate basis (d x d): K_sigma = (2/pi) arcsin(C) (what (E6) uses; exact for B = 1), plus with
+    ``correction`` the first batch term tau_B(s) Gamma(e) of the module docstring ("Dense K with a batch"):
+
+        Gamma_ij = (2/pi) (u_i u_j - C_ij (u_i^2 + u_j^2)/2) / sqrt(1 - C_ij^2)  (i != j),  Gamma_ii = 0,
+        u = D^{-1/2} K e / s,  s^2 = e^T K e,  C = D^{-1/2} K D^{-1/2},
+
+    accurate to O(u^4). A diagnostic for the size of what the per-mode map drops (relative size
+    tau_B tr(K Gamma) / tr(K K_sigma) = O(B/d)); not used by the solver. Coordinates with K_ii = 0 have S_i = 0
+    (zero rows). Raises ValueError if two coordinates are perfectly correlated (|C_ij| = 1, i != j: the
+    expansion does not hold there)."""
+    B = check_batch(batch)
+    K = problem.covariance()
+    e = np.asarray(e, dtype=np.float64)
+    if e.shape != (problem.d,) or not np.all(np.isfinite(e)):
+        raise ValueError(f"e must be a finite vector of length {problem.d}")
+    Kd = np.diag(K).copy()
+    keep = Kd > 1e-12 * max(float(Kd.max()), 0.0)
+    out = np.zeros_like(K)
+    Kk, ek = K[np.ix_(keep, keep)], e[keep]
+    sd = np.sqrt(Kd[keep])
+    C = np.clip(Kk / np.outer(sd, sd), -1.0, 1.0)
+    np.fill_diagonal(C, 0.0)
+    Ks = (2.0 / math.pi) * np.arcsin(C)
+    np.fill_diagonal(Ks, 1.0)
+    s2 = float(ek @ Kk @ ek)
+    tau = batch_noise_tau(problem.noise, math.sqrt(max(s2, 0.0)), B) if correction else 0.0
+    if tau != 0.0:
+        if np.any(np.abs(C) >= 1.0 - 1e-12):
+            raise ValueError("perfectly correlated coordinates (|C_ij| = 1): the batch correction does not apply")
+        u = (Kk @ ek) / (math.sqrt(s2) * sd)
+        G = (2.0 / math.pi) * (np.outer(u, u) - 0.5 * C * (u[:, None] ** 2 + u[None, :] ** 2)) / np.sqrt(1.0 - C * C)
+        np.fill_diagonal(G, 0.0)
+        Ks = Ks + tau * G
+    out[np.ix_(keep, keep)] = Ks
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------
