@@ -1,16 +1,22 @@
 """Clipped-SGD benchmarks (issue 4). Prints ratios against baselines run in the same process:
 
-(i)   a clipped-SGD theory curve vs an SGD theory curve of the same size (target <= 2x), per noise law, for
-      fixed and relative clip levels, at 1e4 and 1e6 steps (d = 1000);
-(ii)  the theory vs a 16-seed simulation of the same run (d = 1000, 1e4 steps);
-(iii) with --edges: empirical relative-clip thresholds vs the theory's edge (research/clipped_sgd.md §3.3).
+(i)   a clipped-SGD theory curve vs an SGD theory curve of the same size (target <= 2x), per noise law and
+      B in {1, 8}, for fixed and relative clip levels, at 1e4 and 1e6 steps (d = 1000, default grid: 101 and
+      141 points); and the largest relative deviation of the curve from ``method="exact"`` at 1e4 steps;
+(ii)  the theory vs a 16-seed simulation of the same run (d = 1000, 1e4 steps; skipped with --cost-only);
+(iii) with --edges: empirical relative-clip thresholds vs the theory's edge (research/clipped_sgd.md §3.3);
+(iv)  with --compile: the first solve in a fresh process with an empty Numba cache (compile time).
 
-Run: python benchmarks/bench_clipped_sgd.py [--quick] [--edges]
+Run: python benchmarks/bench_clipped_sgd.py [--quick] [--cost-only] [--edges] [--compile]
 """
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -32,30 +38,65 @@ def linspace_problem(d, noise):
     return hd.Problem(lam, np.full(d, math.sqrt(4.0 / lam.sum())), noise=noise)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--edges", action="store_true")
-    args = ap.parse_args()
-    d = 1000
-    laws = {"gauss": hd.Gaussian(1.0), "rademacher": hd.Rademacher(1.0), "student_t3": hd.StudentT(1.0, 3)}
-    print("(i) theory curve cost, clipped / SGD (same problem, lr, steps)")
-    for steps in ([10**4] if args.quick else [10**4, 10**6]):
-        for name, noise in laws.items():
+LAWS = {"gauss": hd.Gaussian(1.0), "rademacher": hd.Rademacher(1.0), "student_t3": hd.StudentT(1.0, 3)}
+
+
+def curve_costs(horizons, d=1000):
+    print("(i) theory curve cost, clipped / SGD (same problem, lr, steps); dev = max |rel| vs method='exact'")
+    for steps in horizons:
+        for name, noise in LAWS.items():
             for B in (1, 8):
                 p = linspace_problem(d, noise)
                 lr = 0.5 * B / p.trace
                 hd.solve(p, hd.ClippedSGD(lr, clip=math.sqrt(p.trace / B), batch=B), 100)  # compile, tables
+                hd.solve(p, hd.SGD(lr, batch=B), 100)
                 t_sgd = best_of(lambda: hd.solve(p, hd.SGD(lr, batch=B), steps))
                 for label, clip in [("fixed", math.sqrt(p.trace / B)), ("relative", hd.RelativeClip(1.0))]:
-                    t = best_of(lambda: hd.solve(p, hd.ClippedSGD(lr, clip=clip, batch=B), steps))
-                    print(f"  steps={steps:>8d} {name:10s} B={B} {label:8s}: clipped {t * 1e3:8.2f} ms, SGD {t_sgd * 1e3:7.2f} ms,"
-                          f" ratio {t / t_sgd:6.2f}x")
+                    opt = hd.ClippedSGD(lr, clip=clip, batch=B)
+                    t = best_of(lambda: hd.solve(p, opt, steps))
+                    dev = ""
+                    if steps <= 10**4:
+                        a, b = hd.solve(p, opt, steps), hd.solve(p, opt, steps, method="exact")
+                        dev = f", dev {np.max(np.abs(a.risk / b.risk - 1)):.1e}"
+                    print(f"  steps={steps:>8d} {name:10s} B={B} {label:8s}: clipped {t * 1e3:8.2f} ms, "
+                          f"SGD {t_sgd * 1e3:7.2f} ms, ratio {t / t_sgd:6.2f}x{dev}", flush=True)
+
+
+def compile_time():
+    """First solve (clipped and SGD) in a fresh interpreter with an empty Numba cache, then with a warm one."""
+    code = ("import time, math; t = time.perf_counter(); import hdtheory as hd; t1 = time.perf_counter();"
+            "p = hd.Problem([0.5, 1.0, 1.5] * 100, [0.1] * 300, noise=hd.StudentT(1.0, 3));"
+            "hd.solve(p, hd.SGD(0.001), 10**4); t2 = time.perf_counter();"
+            "hd.solve(p, hd.ClippedSGD(0.001, clip=3.0), 10**4); t3 = time.perf_counter();"
+            "hd.solve(p, hd.ClippedSGD(0.001, clip=hd.RelativeClip(1.0)), 10**4); t4 = time.perf_counter();"
+            "hd.solve(p, hd.SignSGD(0.001), 10**4); t5 = time.perf_counter();"
+            "print(f'import {t1 - t:.2f} s, first SGD solve {t2 - t1:.2f} s, first clipped (fixed) {t3 - t2:.2f} s, '"
+            "      f'then relative {t4 - t3:.2f} s, first signSGD {t5 - t4:.2f} s')")
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, NUMBA_CACHE_DIR=tmp, HDTHEORY_CACHE=tmp)
+        for label in ("cold Numba cache", "warm Numba cache"):
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            print(f"(iv) {label}: {out.stdout.strip()}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--cost-only", action="store_true", help="only (i)")
+    ap.add_argument("--edges", action="store_true")
+    ap.add_argument("--compile", action="store_true")
+    args = ap.parse_args()
+    d = 1000
+    curve_costs([10**4] if args.quick else [10**4, 10**6], d)
+    if args.compile:
+        compile_time()
+    if args.cost_only:
+        return
     print("(ii) theory vs 16-seed simulation (d = 1000, 1e4 steps)")
     import validation
 
-    for name in (["gauss"] if args.quick else list(laws)):
-        p = linspace_problem(d, laws[name])
+    for name in (["gauss"] if args.quick else list(LAWS)):
+        p = linspace_problem(d, LAWS[name])
         opt = hd.ClippedSGD(0.5 / p.trace, clip=math.sqrt(p.trace))
         validation.simulate(p, opt, 10**4, seeds=16)
         t_sim = best_of(lambda: validation.simulate(p, opt, 10**4, seeds=16), n=2)
@@ -65,7 +106,7 @@ def main():
         print("(iii) relative-clip edge: empirical (20000 steps, 64 seeds) / theory, d = 500")
         for name in ["gauss", "student_t3"]:
             for B, kappa in [(1, 1.0), (8, 0.5)]:
-                p = linspace_problem(500, laws[name])
+                p = linspace_problem(500, LAWS[name])
                 opt = hd.ClippedSGD(1.0, clip=hd.RelativeClip(kappa), batch=B)
                 lt = hd.stability_threshold(p, opt)
                 res = validation.empirical_threshold(p, opt, steps=20000, seeds=64, key=0, lr0=lt, full=True)
