@@ -61,6 +61,10 @@ MIN_BLOCK = 16
 #: per-mode update (~1 ns): blocks start once they are this many mode-updates long (measured, 2-core CPU)
 PY_BLOCK_COST = 2e5
 
+#: fused scalar-dependent blocks (kernels.run_blocks_scalar: 1 + correctors passes of coefficients, a^n and
+#: block_solve, ~3 x 40 ns per mode) start once they are this many updates long
+MIN_BLOCK_SCALAR = 64
+
 _EXACT_CHUNK = 1 << 16
 
 
@@ -110,11 +114,20 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
     k, i = 0, 1
     status, dstep, message = "ok", None, ""
     blk = _Blocks(theory, st, opt, correctors) if use_blocks else None
-    # fused Numba block loop when the coefficients are fixed between breakpoints
-    fused = use_blocks and not theory.scalar_dependent and all(sc.piecewise_constant for sc in scheds)
-    # first step where delta k >= the block length that pays off: MIN_BLOCK updates for the fused Numba loop;
-    # a Python-level block (scalar-dependent coefficients, smooth schedules) costs ~PY_BLOCK_COST mode-updates
-    min_block = MIN_BLOCK if fused else max(MIN_BLOCK, PY_BLOCK_COST / max(st.s.shape[0], 1))
+    piecewise = all(sc.piecewise_constant for sc in scheds)
+    # fused Numba block loop when the coefficients are fixed between breakpoints (kernels.run_blocks), or
+    # when the module has a Numba coefficient kernel of the scalars (kernels.run_blocks_scalar)
+    fused = use_blocks and not theory.scalar_dependent and piecewise
+    kernel = theory.block_kernel(st, opt) if use_blocks and theory.scalar_dependent and piecewise else None
+    # first step where delta k >= the block length that pays off: MIN_BLOCK updates for the fused Numba loop,
+    # MIN_BLOCK_SCALAR for the fused scalar-dependent one; a Python-level block (scalar-dependent coefficients
+    # without a kernel, smooth schedules) costs ~PY_BLOCK_COST mode-updates
+    if fused:
+        min_block = MIN_BLOCK
+    elif kernel is not None:
+        min_block = MIN_BLOCK_SCALAR
+    else:
+        min_block = max(MIN_BLOCK, PY_BLOCK_COST / max(st.s.shape[0], 1))
     k_block = span * int(math.ceil(min_block / delta))
 
     while i < g.size:
@@ -130,6 +143,16 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
             k, i, div = run_blocks(am1, ell, f, h, st.s, st.W, st.c0, k, k_stop, k_ref, delta, span, g, risk, i,
                                    cap_E, GEO_TOL, DMAX)
             z = st.scalars()
+            ok = not div
+            if ok:
+                continue
+        elif late and kernel is not None and k_stop > k:
+            # scalar-dependent coefficients, hyperparameters fixed until the next breakpoint: the Python
+            # path's blocks (predictor + correctors, step-size control) in one fused Numba call
+            run, consts = kernel
+            z = np.array(z, dtype=np.float64)
+            k, i, div = run(consts, theory.hyper(opt, k), st.s, st.W, st.c0, z, k, k_stop, k_ref, delta, span, g,
+                            risk, i, cap_E, GEO_TOL, DMAX, correctors)
             ok = not div
             if ok:
                 continue

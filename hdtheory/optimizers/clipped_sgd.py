@@ -72,6 +72,7 @@ from scipy.optimize import brentq
 
 from ..noise import Gaussian, Rademacher, StudentT
 from ..schedules import Constant, Schedule, Sequence
+from ..kernels import run_blocks_scalar
 from ..special import chi2_pdf, expint1, gamma_pq
 from .base import ModeState, OptimizerMixin, Theory, check_batch, check_positive
 from .sgd import sgd_threshold
@@ -303,6 +304,35 @@ def clipped_exact_steps(lam, mult, rho, lr_seq, cl_seq, relative, B, trK, sigma2
     return lr_seq.shape[0]
 
 
+@nb.njit(cache=True)
+def clipped_coefficients(hp, z, consts, am1, f, h):
+    """Per-mode affine coefficients of the §1.5 recursion (``ClippedSGDTheory.affine`` at one step time) for
+    hyperparameters hp = (lr, clip level c, or kappa when relative) and scalars z = (E,):
+    am1 = lr lambda (-2 mu + lr lambda A), f = 0, h = (lr^2/B) nu-hat m lambda, the factors at
+    q = E - sigma^2 and tau^2 = c^2 B / tr K (fixed level) or kappa^2 E (relative). Same operation order as
+    ``affine`` (bit-identical coefficients)."""
+    lam, mult, sigma2, B, trK, relative, law, m0, vext, wts, tab, grid = consts
+    lr = hp[0]
+    c = hp[1]
+    E = z[0]
+    tau2 = c * c * E if relative else c * c * B / trK
+    mu, nuh, A = clip_factors_nb(E - sigma2, tau2, sigma2, B, law, m0, vext, wts, tab, grid)
+    g = lr * lr / B * nuh
+    for j in range(lam.shape[0]):
+        el = lr * lam[j]
+        am1[j] = el * (-2.0 * mu + el * A)
+        f[j] = 0.0
+        h[j] = g * mult[j] * lam[j]
+
+
+@nb.njit(cache=True)
+def _run_blocks(consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol, dmax,
+                correctors):
+    """``kernels.run_blocks_scalar`` bound to ``clipped_coefficients`` (a cached specialization)."""
+    return run_blocks_scalar(clipped_coefficients, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid,
+                             rec, i, cap, geo_tol, dmax, correctors)
+
+
 # ------------------------------------------------------------------------------------------------
 # noise-law specification and the B > 1 tables (scipy / numpy, built once)
 # ------------------------------------------------------------------------------------------------
@@ -530,6 +560,15 @@ class ClippedSGDTheory(Theory):
         lr = opt.lr_at(t)
         el = lr * lam
         return el * (-2.0 * mu + el * A), np.zeros_like(lam), (lr * lr / opt.batch) * nuh * mult * lam
+
+    def block_kernel(self, state, opt):
+        """The fused block loop with ``clipped_coefficients`` (hp = ``hyper``), see ``Theory.block_kernel``."""
+        c = state.consts
+        return _run_blocks, (c["lam"], c["mult"], float(state.sigma2), int(opt.batch), float(c["trK"]),
+                             bool(opt.relative), *c["spec"])
+
+    def hyper(self, opt, t):
+        return np.array([float(opt.lr_at(t)), float(opt.clip_at(t))])
 
     def threshold(self, problem, opt) -> float:
         """inf for a finite fixed clip level (no divergence, research/clipped_sgd.md §3.2); SGD's threshold
