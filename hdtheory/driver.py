@@ -63,7 +63,7 @@ PY_BLOCK_COST = 2e5
 
 #: fused scalar-dependent blocks (kernels.run_blocks_scalar: 1 + correctors passes of coefficients, a^n and
 #: block_solve, ~3 x 40 ns per mode) start once they are this many updates long
-MIN_BLOCK_SCALAR = 64
+MIN_BLOCK_SCALAR = 32
 
 _EXACT_CHUNK = 1 << 16
 

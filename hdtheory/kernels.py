@@ -293,24 +293,23 @@ def run_blocks_scalar(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, sp
             lim = grid[i] - k
         if n > lim:
             n = lim
-        if n >= 2 * span:
-            nu = n // span
-            while True:
-                beta = _scalar_pass(coef, consts, hp, z, nu, z[0], s, am1, ell, f, h, an, S0, S1, s_new, W, c0, z1,
+        # below 2 updates: one update without correctors (the Python path's exact step)
+        nu = n // span if n >= 2 * span else 1
+        passes = 1 + correctors if n >= 2 * span else 1
+        while True:
+            # pass 0 (predictor) at z0 = z, then correctors at z0 + (z1 - z0) w; one call site, so that the
+            # inlined pass (and the coefficient kernel) is compiled once
+            w = (nu - 1.0) / (2.0 * nu)
+            beta = 0.0
+            for p in range(passes):
+                for r in range(nz):
+                    zc[r] = z[r] if p == 0 else z[r] + (z1[r] - z[r]) * w
+                beta = _scalar_pass(coef, consts, hp, zc, nu, z[0], s, am1, ell, f, h, an, S0, S1, s_new, W, c0, z1,
                                     geo_tol)
-                w = (nu - 1.0) / (2.0 * nu)
-                for _ in range(correctors):
-                    for r in range(nz):
-                        zc[r] = z[r] + (z1[r] - z[r]) * w
-                    beta = _scalar_pass(coef, consts, hp, zc, nu, z[0], s, am1, ell, f, h, an, S0, S1, s_new, W, c0,
-                                        z1, geo_tol)
-                change, allowed = block_change(z[0], z1[0], beta, dmax)
-                if change <= allowed or nu == 1:
-                    break
-                nu //= 2
-        else:
-            nu = 1
-            _scalar_pass(coef, consts, hp, z, nu, z[0], s, am1, ell, f, h, an, S0, S1, s_new, W, c0, z1, geo_tol)
+            change, allowed = block_change(z[0], z1[0], beta, dmax)
+            if change <= allowed or nu == 1:
+                break
+            nu //= 2
         for j in range(size):
             s[j] = s_new[j]
         for r in range(nz):

@@ -217,3 +217,43 @@ def test_bound_loops_are_cached_by_numba(tmp_path):
         if min(hits) >= 1:
             break
     assert min(hits) >= 1, out.stdout
+
+
+def _erf_minus_gauss(b):
+    """erf(b/sqrt 2) - 2 b phi(b), by its series below b = 1 (40 terms, no cancellation), directly above."""
+    from scipy import special
+
+    b = np.asarray(b, dtype=np.float64)
+    out = special.erf(b / math.sqrt(2)) - 2 * b * np.exp(-0.5 * b * b) / math.sqrt(2 * math.pi)
+    small = b < 1.0
+    bs = b[small]
+    acc = np.zeros_like(bs)
+    for n in range(40, 0, -1):
+        acc += (-1) ** (n + 1) * bs ** (2 * n + 1) / ((2 * n + 1) * 2.0 ** (n - 1) * math.factorial(n - 1))
+    out[small] = math.sqrt(2 / math.pi) * acc
+    return out
+
+
+@pytest.mark.parametrize("df", [2.5, 3.0, 5.0, 30.0])
+def test_student_mixture_factors_against_all_nodes(df):
+    """The B = 1 Student-t factors (symmetric form, series for the cancelling nu term) against the closed form of
+    research/clipped_sgd.md §1.6 summed over all 96 nodes in NumPy/SciPy, the cancelling nu term by series."""
+    from scipy import special
+
+    s2 = 0.7
+    W, wt = cs._student_nodes(df)
+    vext = s2 * (df - 2.0) / W
+    for q in (1e-6, 0.01, 0.7, 30.0, 1e4):
+        for tau in (1e-3, 0.1, 1.0, 5.0, 300.0):
+            E, tau2 = q + s2, tau * tau
+            v = q + vext
+            sv = np.sqrt(v)
+            b = tau / sv
+            P = special.erf(b / math.sqrt(2))
+            pb = np.exp(-0.5 * b * b) / math.sqrt(2 * math.pi)
+            mu = np.sum(wt * P)
+            nu = np.sum(wt * (v * _erf_minus_gauss(b) + tau2 * special.erfc(b / math.sqrt(2))))
+            A = 2 * mu - 2 * tau * np.sum(wt * 2 * pb / sv)
+            got = cs.clip_factors_nb(q, tau2, s2, 1, *cs.law_spec(hd.StudentT(math.sqrt(s2), df), 1))
+            np.testing.assert_allclose(got[:2], (mu, nu / E), rtol=1e-13)
+            assert abs(got[2] - A) <= 1e-13 * max(abs(A), 2 * mu)  # A = 2 mu - ... may cancel

@@ -186,7 +186,14 @@ def _gauss_factors(B, y0):
 
 @nb.njit(cache=True)
 def _mixture_factors(q, tau2, E, m0, vext, wts):
-    """B = 1, residual r ~ sum_i w_i N(m0_i, q + vext_i) (research/clipped_sgd.md §1.6)."""
+    """B = 1, residual r ~ sum_i w_i N(m0_i, q + vext_i) (research/clipped_sgd.md §1.6).
+
+    Centred components (m0_i = 0: the Student-t scale mixture) use the symmetric form of the same closed
+    form, a = -b, pa = pb = phi(b), P = erf(b/sqrt 2) (1 - P by erfc above b = 1): one error function and
+    one exp per node instead of two erfc and two exp. Their nu term v (P - 2 b phi(b)) cancels for small b = tau/sqrt(v) (wide components, tight
+    clip: a relative error ~1e-16 sqrt(v)/tau, measured 1e-7 in nu-hat at tau = 1e-3); below b = 0.1 the
+    difference is summed as its series, erf(b/sqrt 2) - 2 b phi(b) = sqrt(2/pi) sum_{n>=1} (-1)^(n+1)
+    b^(2n+1) / ((2n+1) 2^(n-1) (n-1)!) (six terms: truncation < 1e-17 relative)."""
     tau = math.sqrt(tau2)
     mu = 0.0
     nu = 0.0
@@ -194,6 +201,25 @@ def _mixture_factors(q, tau2, E, m0, vext, wts):
     for i in range(wts.shape[0]):
         v = q + vext[i]
         sv = math.sqrt(v)
+        if m0[i] == 0.0:
+            b = tau / sv
+            if b < 1.0:  # P = P(|r| <= tau) and its complement Q, each where it is well conditioned
+                P = math.erf(b / math.sqrt(2.0))
+                Q = 1.0 - P
+            else:
+                Q = math.erfc(b / math.sqrt(2.0))
+                P = 1.0 - Q
+            pb = math.exp(-0.5 * b * b) / math.sqrt(2.0 * math.pi)
+            if b < 0.1:
+                b2 = b * b
+                D = math.sqrt(2.0 / math.pi) * b * b2 * (
+                    1.0 / 3.0 - b2 * (1.0 / 10.0 - b2 * (1.0 / 56.0 - b2 * (1.0 / 432.0 - b2 * (1.0 / 4224.0 - b2 / 49920.0)))))
+            else:
+                D = P - 2.0 * b * pb
+            mu += wts[i] * P
+            nu += wts[i] * (v * D + tau2 * Q)
+            dens += wts[i] * 2.0 * pb / sv
+            continue
         a = (-tau - m0[i]) / sv
         b = (tau - m0[i]) / sv
         P = 0.5 * (math.erfc(-b / math.sqrt(2.0)) - math.erfc(-a / math.sqrt(2.0)))
