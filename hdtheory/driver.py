@@ -38,7 +38,7 @@ import numpy as np
 
 from . import __version__
 from .grid import as_grid
-from .kernels import block_change, block_powers, block_solve, log_multipliers, run_blocks
+from .kernels import block_change, block_powers, block_solve, extrapolate_scalars, log_multipliers, run_blocks
 from .optimizers import theory_for
 from .optimizers.base import check_int, check_positive
 from .problems import Problem
@@ -69,7 +69,7 @@ _EXACT_CHUNK = 1 << 16
 
 
 def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method: str = "auto",
-          delta: float = 0.01, correctors: int = 2, cap: float = 1e8) -> RiskCurve:
+          delta: float = 0.01, correctors: int = 2, predictor: str = "pass", cap: float = 1e8) -> RiskCurve:
     """Predicted expected risk of ``opt`` on ``problem`` at every step of the record grid.
 
     Parameters
@@ -84,6 +84,14 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
         see the module docstring).
     delta : float
         Block length as a fraction of the current step (0 < delta <= 0.1).
+    correctors : int
+        Scalar-dependent coefficients (clipped SGD, signSGD): passes per block after the first one, each
+        re-evaluating the coefficients at the scalars' weighted value from the previous pass's end value.
+    predictor : "pass" | "extrapolate"
+        Scalar-dependent coefficients: the first pass of a block holds the coefficients at the start
+        scalars ("pass", research/signsgd.md §5.3), or at the end value extrapolated from the previous
+        block ("extrapolate"; a pass at the start scalars where there is none). With "extrapolate" and
+        correctors=0 a block costs one pass instead of three (see the module docstring for accuracy).
     cap : float
         Divergence cap on E / max(E(0), sigma^2).
     """
@@ -97,6 +105,9 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
     if check_positive("cap", cap) <= 1:
         raise ValueError(f"cap must be > 1, got {cap!r}")
     correctors = check_int("correctors", correctors, minimum=0, maximum=10)
+    if predictor not in ("pass", "extrapolate"):
+        raise ValueError(f"predictor must be 'pass' or 'extrapolate', got {predictor!r}")
+    extrapolate = predictor == "extrapolate"
     theory = theory_for(opt)
     span = theory.steps_per_update(opt)
     g = as_grid(steps, grid, multiple_of=span)
@@ -113,7 +124,7 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
     breakpoints = np.asarray(sorted({int(b) for sc in scheds for b in sc.breakpoints()}), dtype=np.int64)
     k, i = 0, 1
     status, dstep, message = "ok", None, ""
-    blk = _Blocks(theory, st, opt, correctors) if use_blocks else None
+    blk = _Blocks(theory, st, opt, correctors, extrapolate) if use_blocks else None
     piecewise = all(sc.piecewise_constant for sc in scheds)
     # fused Numba block loop when the coefficients are fixed between breakpoints (kernels.run_blocks), or
     # when the module has a Numba coefficient kernel of the scalars (kernels.run_blocks_scalar)
@@ -152,7 +163,7 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
             run, consts = kernel
             z = np.array(z, dtype=np.float64)
             k, i, div = run(consts, theory.hyper(opt, k), st.s, st.W, st.c0, z, k, k_stop, k_ref, delta, span, g,
-                            risk, i, cap_E, GEO_TOL, DMAX, correctors)
+                            risk, i, cap_E, GEO_TOL, DMAX, correctors, extrapolate)
             ok = not div
             if ok:
                 continue
@@ -214,12 +225,15 @@ def _block_length(k, k_ref, target, delta, span, breakpoints, opt) -> int:
 class _Blocks:
     """Work arrays and coefficient cache of the block integrator for one solve."""
 
-    def __init__(self, theory, st, opt, correctors):
+    def __init__(self, theory, st, opt, correctors, extrapolate=False):
         self.theory, self.st, self.opt, self.correctors = theory, st, opt, correctors
+        self.extrapolate = extrapolate
         size = st.s.shape[0]
         self.an, self.S0, self.S1 = np.empty(size), np.empty(size), np.empty(size)
         self.s_new = np.empty(size)
         self.z1 = np.empty(st.W.shape[0])
+        self.zg = np.empty(st.W.shape[0])
+        self._last = None  # (step where the last block ended, its length, its start scalars)
         self._key = None
         self._coef = None
 
@@ -267,20 +281,33 @@ class _Blocks:
 
     def advance(self, k, n, z0):
         """Advance up to n steps (n/span updates) from scalars z0; returns (new scalars, steps advanced).
-        A block rejected by ``kernels.block_change`` is halved and redone (step-size control)."""
+        A block rejected by ``kernels.block_change`` is halved and redone (step-size control).
+
+        Scalar-dependent coefficients (as ``kernels.run_blocks_scalar``, which does the same): a first pass
+        at z0, or with ``extrapolate`` at the weighted value of the end scalars extrapolated from the
+        previous block when it ended at k; then ``correctors`` passes at z0 + (z1 - z0)(nu - 1)/(2 nu)."""
         span = self.theory.steps_per_update(self.opt)
         nu = n // span
+        z0 = np.asarray(z0, dtype=np.float64)
+        last = self._last if (self.extrapolate and self._last is not None and self._last[0] == k) else None
         while True:
             n = nu * span
             times = (k + (n - 1) / 2.0, float(k), float(k + n - 1))
-            beta = self._pass(times, z0, nu, z0)
             if self.theory.scalar_dependent:
                 w = (nu - 1.0) / (2.0 * nu)
+                zc = z0
+                if last is not None:
+                    extrapolate_scalars(z0, last[2], n / last[1], self.zg)
+                    zc = z0 + (self.zg - z0) * w
+                beta = self._pass(times, zc, nu, z0)
                 for _ in range(self.correctors):
                     beta = self._pass(times, z0 + (self.z1 - z0) * w, nu, z0)
+            else:
+                beta = self._pass(times, z0, nu, z0)
             change, allowed = block_change(float(z0[0]), float(self.z1[0]), beta, DMAX)
             if change <= allowed or nu == 1:
                 break
             nu //= 2
         self.st.s[:] = self.s_new
+        self._last = (k + n, n, z0.copy())
         return self.z1.copy(), n

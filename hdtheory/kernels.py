@@ -251,9 +251,21 @@ def _scalar_pass(coef, consts, hp, zc, nu, E0, s, am1, ell, f, h, an, S0, S1, s_
     return beta
 
 
+@nb.njit(cache=True)
+def extrapolate_scalars(z, zp, ratio, out):
+    """Scalars at the end of a block, extrapolated from the previous block (scalars zp at its start, z at its
+    end = this block's start, ``ratio`` = this block's length / the previous one's): E = z[0] geometrically,
+    z[0] (z[0]/zp[0])^ratio (linearly if either is <= 0), the other scalars linearly."""
+    for r in range(z.shape[0]):
+        if r == 0 and z[0] > 0.0 and zp[0] > 0.0:
+            out[0] = z[0] * math.exp(ratio * math.log(z[0] / zp[0]))
+        else:
+            out[r] = z[r] + (z[r] - zp[r]) * ratio
+
+
 @nb.njit(inline="always")
 def run_blocks_scalar(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol,
-                      dmax, correctors):
+                      dmax, correctors, extrapolate):
     """Fused block loop over [k, k_stop) for coefficients that depend on the scalars, the hyperparameters
     ``hp`` being fixed there (piecewise-constant schedules between breakpoints). The same algorithm as the
     driver's Python path (``driver._Blocks.advance``), so both give the same curve to rounding:
@@ -261,8 +273,12 @@ def run_blocks_scalar(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, sp
     * block length n = floor(delta (k - k_ref)) (a multiple of ``span``), never past the next record step
       or k_stop; below 2 updates one update is done (the Python path's exact step: a one-update block is
       the exact affine step);
-    * predictor: coefficients at the start scalars z0, block solved by ``block_solve``; then ``correctors``
-      passes at z0 + (z1 - z0)(nu - 1)/(2 nu) (research/signsgd.md §5.3: nu = 1 reproduces the exact step);
+    * the coefficients are held at the scalars' weighted value z0 + (z1 - z0) w, w = (nu - 1)/(2 nu)
+      (research/signsgd.md §5.3: nu = 1 reproduces the exact step), z1 the block's end value: a first pass
+      at z1 = z0 (the predictor) or, with ``extrapolate`` and when the previous block ended here (no exact
+      step or segment start in between), at z1 extrapolated from that block (``extrapolate_scalars``);
+      then ``correctors`` passes, each at the z1 of the pass before. Each pass solves the block with
+      ``block_solve``; the last one is kept;
     * step-size control: a block whose |log(E1/E0)| exceeds dmax sqrt(1 - beta) (``block_change``) is
       halved and redone (no cap persists: the next block starts again from delta (k - k_ref)).
 
@@ -286,6 +302,9 @@ def run_blocks_scalar(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, sp
     s_new = np.empty(size)
     z1 = np.empty(nz)
     zc = np.empty(nz)
+    zp = np.empty(nz)  # scalars at the start of the previous block
+    zg = np.empty(nz)  # extrapolated end scalars
+    n_prev = 0  # length of the previous block if it ended at k, else 0
     while k < k_stop:
         n = int(delta * (k - k_ref)) // span * span
         lim = k_stop - k
@@ -293,17 +312,24 @@ def run_blocks_scalar(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, sp
             lim = grid[i] - k
         if n > lim:
             n = lim
+        block = n >= 2 * span
         # below 2 updates: one update without correctors (the Python path's exact step)
-        nu = n // span if n >= 2 * span else 1
-        passes = 1 + correctors if n >= 2 * span else 1
+        nu = n // span if block else 1
+        passes = 1 + correctors if block else 1
+        guess = block and extrapolate and n_prev > 0
         while True:
-            # pass 0 (predictor) at z0 = z, then correctors at z0 + (z1 - z0) w; one call site, so that the
-            # inlined pass (and the coefficient kernel) is compiled once
+            # predictor at z0 = z (or the extrapolated end value), then correctors at z0 + (z1 - z0) w; one call
+            # site, so that the inlined pass (and the coefficient kernel) is compiled once
             w = (nu - 1.0) / (2.0 * nu)
+            if guess:
+                extrapolate_scalars(z, zp, nu * span / n_prev, zg)
             beta = 0.0
             for p in range(passes):
                 for r in range(nz):
-                    zc[r] = z[r] if p == 0 else z[r] + (z1[r] - z[r]) * w
+                    if p == 0:
+                        zc[r] = z[r] + (zg[r] - z[r]) * w if guess else z[r]
+                    else:
+                        zc[r] = z[r] + (z1[r] - z[r]) * w
                 beta = _scalar_pass(coef, consts, hp, zc, nu, z[0], s, am1, ell, f, h, an, S0, S1, s_new, W, c0, z1,
                                     geo_tol)
             change, allowed = block_change(z[0], z1[0], beta, dmax)
@@ -313,7 +339,9 @@ def run_blocks_scalar(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, sp
         for j in range(size):
             s[j] = s_new[j]
         for r in range(nz):
+            zp[r] = z[r]
             z[r] = z1[r]
+        n_prev = nu * span if block else 0
         k += nu * span
         if not (math.isfinite(z[0]) and z[0] <= cap):
             return k, i, 1

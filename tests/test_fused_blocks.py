@@ -40,9 +40,9 @@ def dense_sign_problem(d, noise, seed=7):
     return hd.from_covariance(K, target=rng.choice([-1, 1], d) / np.sqrt(d), noise=noise)
 
 
-def three_ways(monkeypatch, p, opt, steps=None, grid=None):
-    """(fused, Python path, exact) curves; the Python path starts its blocks where the fused loop does, and
-    the fused loop is checked to have run."""
+def three_ways(monkeypatch, p, opt, steps=None, grid=None, **kw):
+    """(fused, Python path, exact) curves (``kw``: solve's block options); the Python path starts its blocks
+    where the fused loop does, and the fused loop is checked to have run."""
     theory = theory_for(opt)
     calls = []
     real = type(theory).block_kernel
@@ -58,10 +58,10 @@ def three_ways(monkeypatch, p, opt, steps=None, grid=None):
     monkeypatch.setattr(driver, "PY_BLOCK_COST", 0.0)
     monkeypatch.setattr(driver, "MIN_BLOCK_SCALAR", driver.MIN_BLOCK)
     monkeypatch.setattr(type(theory), "block_kernel", counting)
-    fused = hd.solve(p, opt, steps, grid=grid)
+    fused = hd.solve(p, opt, steps, grid=grid, **kw)
     assert calls, "the fused loop did not run"
     monkeypatch.setattr(type(theory), "block_kernel", lambda self, st, o: None)
-    python = hd.solve(p, opt, steps, grid=grid)
+    python = hd.solve(p, opt, steps, grid=grid, **kw)
     exact = hd.solve(p, opt, steps, grid=grid, method="exact")
     return fused, python, exact
 
@@ -145,7 +145,35 @@ def test_sign_dense_fused_equals_python_path_and_exact(monkeypatch, B):
     np.testing.assert_allclose(fused.risk, exact.risk, rtol=1e-5)  # measured 5e-8, 1e-8
 
 
-def test_piecewise_schedules_run_fused_per_segment(monkeypatch):
+EXTRAPOLATE = dict(predictor="extrapolate", correctors=0)
+
+
+@pytest.mark.parametrize("case", ["clip-rade-1-fixed", "clip-student-8-relative", "sign-gauss-1", "sign-rade-8-pe",
+                                  "dense-rade-8"])
+def test_extrapolated_predictor_fused_equals_python_path_and_exact(monkeypatch, case):
+    """predictor="extrapolate", correctors=0 (one pass per block): the same curve in both block paths, and
+    within the default's accuracy class of the exact recursion (measured: clipped 3e-5 to 3.1e-4, as the
+    default; signSGD 9e-9 to 4.2e-6, the default 9e-9 to 1e-6)."""
+    kind, law, *rest = case.split("-")
+    if kind == "clip":
+        B, clip = int(rest[0]), rest[1]
+        p = clip_problem(200, CLIP_LAWS[law])
+        level = 0.3 * math.sqrt(p.trace / B) if clip == "fixed" else hd.RelativeClip(1.0)
+        opt = hd.ClippedSGD(0.5 * hd.stability_threshold(p, hd.SGD(1.0, batch=B)), clip=level, batch=B)
+        fused, python, exact = three_ways(monkeypatch, p, opt, 60_000, **EXTRAPOLATE)
+        np.testing.assert_allclose(fused.excess_risk, exact.excess_risk, rtol=1e-3)
+    else:
+        d = 300 if kind == "sign" else 120
+        B = int(rest[0])
+        p = sign_problem(d, SIGN_LAWS[law]) if kind == "sign" else dense_sign_problem(d, SIGN_LAWS[law])
+        opt = hd.SignSGD(0.5 / d, batch=B, per_example="pe" in rest)
+        fused, python, exact = three_ways(monkeypatch, p, opt, 50_000, **EXTRAPOLATE)
+        np.testing.assert_allclose(fused.risk, exact.risk, rtol=1e-5)
+    np.testing.assert_allclose(fused.risk, python.risk, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kw", [{}, EXTRAPOLATE], ids=["pass", "extrapolate"])
+def test_piecewise_schedules_run_fused_per_segment(monkeypatch, kw):
     """Piecewise lr and a Sequence clip level (breakpoints at different steps): one fused call per segment,
     the same curve as the Python path, and the exact recursion within the block tolerance."""
     p = clip_problem(150, CLIP_LAWS["rade"])
@@ -155,7 +183,7 @@ def test_piecewise_schedules_run_fused_per_segment(monkeypatch):
     clip[20_000:] = np.inf  # unclipped from here (SGD's factors)
     opt = hd.ClippedSGD(0.5 * hd.stability_threshold(p, hd.SGD(1.0, batch=8)), clip=clip, batch=8,
                         schedule=hd.Piecewise([7_000, 25_000], [1.0, 0.5, 0.25]))
-    fused, python, exact = three_ways(monkeypatch, p, opt, 40_000)
+    fused, python, exact = three_ways(monkeypatch, p, opt, 40_000, **kw)
     np.testing.assert_allclose(fused.risk, python.risk, rtol=1e-12)
     np.testing.assert_allclose(fused.excess_risk, exact.excess_risk, rtol=1e-3)
 
@@ -181,15 +209,22 @@ def test_default_block_start_matches_exact():
         np.testing.assert_allclose(a.excess_risk, b.excess_risk, rtol=1e-3)
 
 
-def test_divergence_in_the_fused_loop(monkeypatch):
+@pytest.mark.parametrize("kw", [{}, EXTRAPOLATE], ids=["pass", "extrapolate"])
+def test_divergence_in_the_fused_loop(monkeypatch, kw):
     """A relative clip level above its threshold diverges: same status and step in both block paths."""
     p = clip_problem(100, CLIP_LAWS["gauss"])
     opt = hd.ClippedSGD(1.0, clip=hd.RelativeClip(1.0))
     opt = opt.with_lr(1.05 * hd.stability_threshold(p, opt))
-    fused, python, exact = three_ways(monkeypatch, p, opt, 10**6)
+    fused, python, exact = three_ways(monkeypatch, p, opt, 10**6, **kw)
     assert fused.status == python.status == exact.status == "diverged"
     assert fused.diverged_step == python.diverged_step
     np.testing.assert_allclose(fused.risk, python.risk, rtol=1e-12)
+
+
+def test_predictor_is_checked():
+    p = sign_problem(10, SIGN_LAWS["gauss"])
+    with pytest.raises(ValueError, match="predictor"):
+        hd.solve(p, hd.SignSGD(0.01), 100, predictor="linear")
 
 
 def test_modules_without_a_kernel_keep_the_python_path():

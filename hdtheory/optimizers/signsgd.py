@@ -409,10 +409,10 @@ def sign_coefficients(hp, z, consts, am1, f, h):
 
 @nb.njit(cache=True)
 def _run_blocks(consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol, dmax,
-                correctors):
+                correctors, extrapolate):
     """``kernels.run_blocks_scalar`` bound to ``sign_coefficients`` (a cached specialization)."""
     return run_blocks_scalar(sign_coefficients, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid,
-                             rec, i, cap, geo_tol, dmax, correctors)
+                             rec, i, cap, geo_tol, dmax, correctors, extrapolate)
 
 
 class SignSGDTheory(Theory):
