@@ -42,25 +42,34 @@ def linspace_problem(d, noise):
 LAWS = {"gauss": hd.Gaussian(1.0), "rademacher": hd.Rademacher(1.0), "student_t3": hd.StudentT(1.0, 3)}
 
 
-def curve_costs(horizons, d=1000):
-    print("(i) theory curve cost, clipped / SGD (same problem, lr, steps); dev = max |rel| vs method='exact'")
+#: solve options compared: the default, and the extrapolated predictor with one pass per block
+OPTIONS = {"default": {}, "extrap": dict(predictor="extrapolate", correctors=0)}
+
+
+def curve_costs(horizons, d=1000, options=OPTIONS):
+    print("(i) theory curve cost, clipped / SGD (same problem, lr, steps; CPU time, best of 3); "
+          "dev = max |rel| vs method='exact'")
     for steps in horizons:
         for name, noise in LAWS.items():
             for B in (1, 8):
                 p = linspace_problem(d, noise)
                 lr = 0.5 * B / p.trace
-                hd.solve(p, hd.ClippedSGD(lr, clip=math.sqrt(p.trace / B), batch=B), 100)  # compile, tables
+                for kw in options.values():
+                    hd.solve(p, hd.ClippedSGD(lr, clip=math.sqrt(p.trace / B), batch=B), 100, **kw)  # compile
                 hd.solve(p, hd.SGD(lr, batch=B), 100)
                 t_sgd = best_of(lambda: hd.solve(p, hd.SGD(lr, batch=B), steps))
                 for label, clip in [("fixed", math.sqrt(p.trace / B)), ("relative", hd.RelativeClip(1.0))]:
                     opt = hd.ClippedSGD(lr, clip=clip, batch=B)
-                    t = best_of(lambda: hd.solve(p, opt, steps))
-                    dev = ""
-                    if steps <= 10**4:
-                        a, b = hd.solve(p, opt, steps), hd.solve(p, opt, steps, method="exact")
-                        dev = f", dev {np.max(np.abs(a.risk / b.risk - 1)):.1e}"
-                    print(f"  steps={steps:>8d} {name:10s} B={B} {label:8s}: clipped {t * 1e3:8.2f} ms, "
-                          f"SGD {t_sgd * 1e3:7.2f} ms, ratio {t / t_sgd:6.2f}x{dev}", flush=True)
+                    ref = hd.solve(p, opt, steps, method="exact") if steps <= 10**4 else None
+                    line = []
+                    for oname, kw in options.items():
+                        t = best_of(lambda: hd.solve(p, opt, steps, **kw))
+                        dev = ""
+                        if ref is not None:
+                            dev = f" (dev {np.max(np.abs(hd.solve(p, opt, steps, **kw).risk / ref.risk - 1)):.0e})"
+                        line.append(f"{oname} {t * 1e3:7.2f} ms {t / t_sgd:5.2f}x{dev}")
+                    print(f"  steps={steps:>8d} {name:10s} B={B} {label:8s}: SGD {t_sgd * 1e3:6.2f} ms | "
+                          + " | ".join(line), flush=True)
 
 
 def compile_time():
@@ -86,9 +95,12 @@ def main():
     ap.add_argument("--cost-only", action="store_true", help="only (i)")
     ap.add_argument("--edges", action="store_true")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--default-only", action="store_true", help="(i) with the default solve options only "
+                    "(for an older hdtheory without predictor=)")
     args = ap.parse_args()
     d = 1000
-    curve_costs([10**4] if args.quick else [10**4, 10**6], d)
+    curve_costs([10**4] if args.quick else [10**4, 10**6], d,
+                {"default": {}} if args.default_only else OPTIONS)
     if args.compile:
         compile_time()
     if args.cost_only:

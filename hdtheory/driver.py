@@ -61,9 +61,11 @@ MIN_BLOCK = 16
 #: per-mode update (~1 ns): blocks start once they are this many mode-updates long (measured, 2-core CPU)
 PY_BLOCK_COST = 2e5
 
-#: fused scalar-dependent blocks (kernels.run_blocks_scalar: 1 + correctors passes of coefficients, a^n and
-#: block_solve, ~3 x 40 ns per mode) start once they are this many updates long
-MIN_BLOCK_SCALAR = 32
+#: a fused scalar-dependent block (kernels.run_blocks_scalar) costs 1 + correctors passes of coefficients,
+#: log1p, a^n (expm1) and block_solve, ~20 ns per mode each, vs ~1.3 ns per mode for an exact step (more for
+#: costly factors: the Student-t B = 1 clip factors add ~2.5 us to both): such blocks start once they are
+#: MIN_BLOCK_SCALAR_PASS updates per pass long (at least MIN_BLOCK): 33 updates at the default correctors = 2
+MIN_BLOCK_SCALAR_PASS = 11
 
 _EXACT_CHUNK = 1 << 16
 
@@ -131,12 +133,12 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
     fused = use_blocks and not theory.scalar_dependent and piecewise
     kernel = theory.block_kernel(st, opt) if use_blocks and theory.scalar_dependent and piecewise else None
     # first step where delta k >= the block length that pays off: MIN_BLOCK updates for the fused Numba loop,
-    # MIN_BLOCK_SCALAR for the fused scalar-dependent one; a Python-level block (scalar-dependent coefficients
-    # without a kernel, smooth schedules) costs ~PY_BLOCK_COST mode-updates
+    # MIN_BLOCK_SCALAR_PASS per pass for the fused scalar-dependent one; a Python-level block (scalar-dependent
+    # coefficients without a kernel, smooth schedules) costs ~PY_BLOCK_COST mode-updates
     if fused:
         min_block = MIN_BLOCK
     elif kernel is not None:
-        min_block = MIN_BLOCK_SCALAR
+        min_block = max(MIN_BLOCK, MIN_BLOCK_SCALAR_PASS * (1 + correctors))
     else:
         min_block = max(MIN_BLOCK, PY_BLOCK_COST / max(st.s.shape[0], 1))
     k_block = span * int(math.ceil(min_block / delta))

@@ -21,6 +21,7 @@ from hdtheory.optimizers import theory_for
 
 CLIP_LAWS = {"gauss": hd.Gaussian(0.3), "rade": hd.Rademacher(0.3), "student": hd.StudentT(0.3, 3)}
 SIGN_LAWS = {"gauss": hd.Gaussian(0.4), "rade": hd.Rademacher(0.4), "student": hd.StudentT(0.4, 5.0)}
+EXTRAPOLATE = dict(predictor="extrapolate", correctors=0)  # one pass per block
 
 
 def clip_problem(d, noise):
@@ -56,7 +57,7 @@ def three_ways(monkeypatch, p, opt, steps=None, grid=None, **kw):
         return wrapped, consts
 
     monkeypatch.setattr(driver, "PY_BLOCK_COST", 0.0)
-    monkeypatch.setattr(driver, "MIN_BLOCK_SCALAR", driver.MIN_BLOCK)
+    monkeypatch.setattr(driver, "MIN_BLOCK_SCALAR_PASS", 0)  # both paths: blocks from MIN_BLOCK updates
     monkeypatch.setattr(type(theory), "block_kernel", counting)
     fused = hd.solve(p, opt, steps, grid=grid, **kw)
     assert calls, "the fused loop did not run"
@@ -145,9 +146,6 @@ def test_sign_dense_fused_equals_python_path_and_exact(monkeypatch, B):
     np.testing.assert_allclose(fused.risk, exact.risk, rtol=1e-5)  # measured 5e-8, 1e-8
 
 
-EXTRAPOLATE = dict(predictor="extrapolate", correctors=0)
-
-
 @pytest.mark.parametrize("case", ["clip-rade-1-fixed", "clip-student-8-relative", "sign-gauss-1", "sign-rade-8-pe",
                                   "dense-rade-8"])
 def test_extrapolated_predictor_fused_equals_python_path_and_exact(monkeypatch, case):
@@ -199,13 +197,14 @@ def test_smooth_schedule_uses_the_python_path(monkeypatch):
     np.testing.assert_allclose(auto.risk, exact.risk, rtol=1e-4)
 
 
-def test_default_block_start_matches_exact():
-    """With the default block start (MIN_BLOCK_SCALAR updates) on the benchmark problem (d = 1000)."""
+@pytest.mark.parametrize("kw", [{}, EXTRAPOLATE], ids=["pass", "extrapolate"])
+def test_default_block_start_matches_exact(kw):
+    """With the default block start (MIN_BLOCK_SCALAR_PASS updates per pass: 33 and 16 here), d = 1000."""
     p = clip_problem(1000, CLIP_LAWS["student"])
     es = hd.stability_threshold(p, hd.SGD(1.0, batch=8))
     for opt in (hd.ClippedSGD(0.5 * es, clip=0.3 * math.sqrt(p.trace / 8), batch=8),
                 hd.ClippedSGD(0.5 * es, clip=hd.RelativeClip(1.0), batch=8)):
-        a, b = hd.solve(p, opt, 50_000), hd.solve(p, opt, 50_000, method="exact")
+        a, b = hd.solve(p, opt, 50_000, **kw), hd.solve(p, opt, 50_000, method="exact")
         np.testing.assert_allclose(a.excess_risk, b.excess_risk, rtol=1e-3)
 
 
