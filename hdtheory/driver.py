@@ -247,7 +247,9 @@ class _Blocks:
             key = tuple(float(sc(t)) for sc in self.opt.schedules)
             if key == self._key:
                 return self._coef
-        am1, f, h = (np.ascontiguousarray(np.broadcast_to(c, self.st.s.shape), dtype=np.float64)
+        # writable copies: the kernels then see the same array types as in the fused scalar loop (one Numba
+        # specialization of block_solve etc., not a second one for read-only broadcast views)
+        am1, f, h = (np.array(np.broadcast_to(c, self.st.s.shape), dtype=np.float64)
                      for c in self.theory.affine(self.st, self.opt, t, zc))
         ell = np.empty_like(am1)
         log_multipliers(am1, ell)
