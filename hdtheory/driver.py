@@ -14,8 +14,11 @@ the optimizer's theory module (``hdtheory.optimizers``) owns the equations (see
     in the note's predictor + 2 correctors, which contract only by ~||K|| (3-8% errors at 97% of the
     threshold);
   - step-size control: a block may change log E by at most DMAX sqrt(1 - beta), else it is halved;
-  - scalar-dependent coefficients (clipped SGD, signSGD) are re-evaluated ``correctors`` times at the
-    scalars' weighted value z0 + (z1 - z0)(n - 1)/(2n) (research/signsgd.md §5.3);
+  - scalar-dependent coefficients (clipped SGD, signSGD) are held at the scalars' weighted value
+    z0 + (z1 - z0)(n - 1)/(2n) (research/signsgd.md §5.3), z1 the block's end value: a predictor pass at
+    z1 = z0, then ``correctors`` passes each at the previous pass's z1 (default: 3 passes per block).
+    Option ``predictor="extrapolate"``: the first pass at z1 extrapolated from the previous block
+    (geometrically in E; no pass), so that ``correctors=0`` costs one pass per block;
   - blocks never cross a record step or a schedule breakpoint; with a smooth schedule they are halved
     until the lr changes by at most a fraction delta inside them, and each mode's forcing uses the lr
     at the centre of its memory.
@@ -23,8 +26,27 @@ the optimizer's theory module (``hdtheory.optimizers``) owns the equations (see
   modules) the whole block loop runs in one Numba call (``kernels.run_blocks``), block lengths being
   powers of two so that a^n, S0, S1 are reused. Cost: O(modes) per block and ~log(steps)/delta
   blocks, so 10^8 steps cost little more than 10^4.
+  Scalar-dependent modules with a Numba coefficient kernel (``Theory.block_kernel``: clipped SGD,
+  signSGD) run the same Python-path algorithm in one Numba call per segment between breakpoints of
+  piecewise-constant schedules (``kernels.run_blocks_scalar``; the same curve to rounding, tested);
+  smooth schedules, and modules with only a Python ``affine``, use ``_Blocks`` (one Python call per pass).
   Measured accuracy vs the exact recursion: <= 1.0e-3 relative over 32 hard cases (isotropic,
   linspace and power-law spectra, sigma 0..1e-2, 0.3 and 0.97 of the threshold), <= 1e-4 on power laws.
+  Scalar-dependent blocks, blocks from 16 updates: clipped SGD <= 3.4e-4 over 3 laws x B in {1, 8} x fixed
+  and relative clip (geometric spectrum), <= 5.1e-4 for relative clips at 0.3-0.97 of the threshold on
+  power-law and geometric spectra, 1.7e-3 on an isotropic one at 0.97, sigma = 0.01 (clip = inf, i.e.
+  SGD through this path: 1.6e-3, vs 8.3e-4 for the SGD loop, whose capped power-of-two blocks do better
+  there), the same with predictor="extrapolate" and correctors = 0; signSGD <= 1e-6 on the note's V2
+  setup at lr = 0.5/d, <= 1.7e-5 over lr in [0.1, 2]/d with schedules (extrapolate, correctors = 0:
+  <= 5.3e-5); research/signsgd.md V9 reports ~1e-6.
+
+Cost (CPU time, d = 1000, default grid, ratio to an SGD curve of the same problem; benchmarks/): clipped
+SGD 2.4-4.4x at 1e4 steps, 4.5-6x at 1e6 (before the fused loop 2.6-8x and 11-21x); signSGD 1.9-2.5x and
+4-5x (before 2.0-2.6x and 8-10x). A fused scalar-dependent block costs 1 + correctors passes of ~20 ns
+per mode (coefficients, log1p, expm1 for a^n, block_solve) against one solve per block for SGD, which is
+why the default stays above 2x; ``predictor="extrapolate", correctors=0``: clipped 1.4-2.7x and 1.9-2.8x,
+signSGD 1.1-1.4x and 1.6-2.2x. First call with a cold Numba cache: +1.4 s (clipped) and +1.6 s (signSGD)
+for the bound loops.
 
 Divergence (research/sgd.md §5.4): the run stops when E = 2R exceeds ``cap * max(E(0), sigma^2)``
 or stops being finite; the curve then ends at the last recorded point with status ``diverged``.
@@ -58,7 +80,8 @@ DMAX = 0.03
 MIN_BLOCK = 16
 
 #: cost of one Python-level block (3 passes of affine + block kernels, ~150-300 us) in units of one exact
-#: per-mode update (~1 ns): blocks start once they are this many mode-updates long (measured, 2-core CPU)
+#: per-mode update (~1 ns): blocks start once they are this many mode-updates long (measured, 2-core CPU;
+#: used only by modules without a fused loop, and under smooth schedules)
 PY_BLOCK_COST = 2e5
 
 #: a fused scalar-dependent block (kernels.run_blocks_scalar) costs 1 + correctors passes of coefficients,

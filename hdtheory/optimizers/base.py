@@ -156,12 +156,21 @@ class Theory:
         """Optional fused Numba block loop for scalar-dependent ``affine`` coefficients: ``(run, consts)``,
         or None (the default) to let the driver run its blocks in Python through ``affine``.
 
-        ``run`` is a ``@njit(cache=True)`` wrapper of ``kernels.run_blocks_scalar`` that binds the module's
-        Numba coefficient kernel ``coef(hp, z, consts, am1, f, h)`` (filling, for hyperparameters ``hp`` =
-        ``self.hyper(opt, t)`` and scalars z, the same per-mode (am1, f, h) as ``affine(state, opt, t, z)``,
-        to rounding); ``consts`` is the tuple of per-solve constants it reads. The driver calls ``run``
-        between schedule breakpoints of piecewise-constant schedules (``hp`` fixed there); smooth schedules
-        use the Python path."""
+        ``run`` is a module-level ``@njit(cache=True)`` wrapper of ``kernels.run_blocks_scalar`` that binds
+        the module's Numba coefficient kernel ``coef(hp, z, consts, am1, f, h)`` as a global (filling, for
+        hyperparameters ``hp`` = ``self.hyper(opt, t)`` and scalars z, the same per-mode (am1, f, h) as
+        ``affine(state, opt, t, z)``, to rounding); ``consts`` is the tuple of per-solve constants it reads
+        (keep its Numba types the same for every law and option: each new type tuple compiles the loop
+        again, ~1.5 s). The driver calls ``run`` between schedule breakpoints of piecewise-constant
+        schedules (``hp`` fixed there); smooth schedules use the Python path. Example (clipped_sgd.py)::
+
+            @nb.njit(cache=True)
+            def _run_blocks(consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap,
+                            geo_tol, dmax, correctors, extrapolate):
+                return run_blocks_scalar(clipped_coefficients, consts, hp, s, W, c0, z, k, k_stop, k_ref,
+                                         delta, span, grid, rec, i, cap, geo_tol, dmax, correctors,
+                                         extrapolate)
+        """
         return None
 
     def hyper(self, opt, t) -> np.ndarray:
