@@ -56,7 +56,8 @@ LAWS = {"gauss": hd.Gaussian(1.0), "rademacher": hd.Rademacher(1.0), "student_t3
 
 
 #: solve options compared: the default, and the extrapolated predictor with one pass per block
-OPTIONS = {"default": {}, "extrap": dict(predictor="extrapolate", correctors=0)}
+OPTIONS = {"default": {}, "pass2": dict(predictor="pass", correctors=2),
+           "extrap0": dict(predictor="extrapolate", correctors=0)}
 
 
 def curve_costs(horizons, d=1000, options=OPTIONS):

@@ -48,7 +48,8 @@ LAWS = {"gaussian": hd.Gaussian(0.4), "rademacher": hd.Rademacher(0.4), "student
 
 
 #: solve options compared: the default, and the extrapolated predictor with one pass per block
-OPTIONS = {"default": {}, "extrap": dict(predictor="extrapolate", correctors=0)}
+OPTIONS = {"default": {}, "pass2": dict(predictor="pass", correctors=2),
+           "extrap0": dict(predictor="extrapolate", correctors=0)}
 
 
 def curve_cost(d, steps, law="gaussian", B=1, options=OPTIONS):

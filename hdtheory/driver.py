@@ -15,10 +15,10 @@ the optimizer's theory module (``hdtheory.optimizers``) owns the equations (see
     threshold);
   - step-size control: a block may change log E by at most DMAX sqrt(1 - beta), else it is halved;
   - scalar-dependent coefficients (clipped SGD, signSGD) are held at the scalars' weighted value
-    z0 + (z1 - z0)(n - 1)/(2n) (research/signsgd.md §5.3), z1 the block's end value: a predictor pass at
-    z1 = z0, then ``correctors`` passes each at the previous pass's z1 (default: 3 passes per block).
-    Option ``predictor="extrapolate"``: the first pass at z1 extrapolated from the previous block
-    (geometrically in E; no pass), so that ``correctors=0`` costs one pass per block;
+    z0 + (z1 - z0)(n - 1)/(2n) (research/signsgd.md §5.3), z1 the block's end value. Default
+    (``predictor="extrapolate", correctors=0``): one pass per block, at z1 extrapolated from the previous
+    block (geometrically in E). The note's scheme is ``predictor="pass", correctors=2``: a predictor pass
+    at z1 = z0, then passes each at the previous pass's z1 (3 passes per block, ~1.5-2.5x the cost);
   - blocks never cross a record step or a schedule breakpoint; with a smooth schedule they are halved
     until the lr changes by at most a fraction delta inside them, and each mode's forcing uses the lr
     at the centre of its memory.
@@ -40,12 +40,13 @@ the optimizer's theory module (``hdtheory.optimizers``) owns the equations (see
   setup at lr = 0.5/d, <= 1.7e-5 over lr in [0.1, 2]/d with schedules (extrapolate, correctors = 0:
   <= 5.3e-5); research/signsgd.md V9 reports ~1e-6.
 
-Cost (CPU time, d = 1000, default grid, ratio to an SGD curve of the same problem; benchmarks/): clipped
-SGD 2.4-4.4x at 1e4 steps, 4.5-6x at 1e6 (before the fused loop 2.6-8x and 11-21x); signSGD 1.9-2.5x and
-4-5x (before 2.0-2.6x and 8-10x). A fused scalar-dependent block costs 1 + correctors passes of ~20 ns
-per mode (coefficients, log1p, expm1 for a^n, block_solve) against one solve per block for SGD, which is
-why the default stays above 2x; ``predictor="extrapolate", correctors=0``: clipped 1.4-2.7x and 1.9-2.8x,
-signSGD 1.1-1.4x and 1.6-2.2x. First call with a cold Numba cache: +1.4 s (clipped) and +1.6 s (signSGD)
+Cost (CPU time, d = 1000, default grid, ratio to an SGD curve of the same problem; benchmarks/), default
+(extrapolated predictor, no corrector): clipped SGD 1.4-2.7x at 1e4 steps and 1.9-2.8x at 1e6 (Student-t
+B = 1, whose factors cost ~2.5 us per evaluation, is the top of both ranges); signSGD 1.1-1.4x and
+1.6-2.2x. With predictor="pass", correctors=2: clipped 2.4-4.4x and 4.5-6x, signSGD 1.9-2.5x and 4-5x;
+before the fused loop (Python blocks): clipped 2.6-8x and 11-21x, signSGD 2.0-2.6x and 8-10x. A fused
+scalar-dependent block costs 1 + correctors passes of ~20 ns per mode (coefficients, log1p, expm1 for
+a^n, block_solve) against one solve per block for SGD. First call with a cold Numba cache: +1.4 s (clipped) and +1.6 s (signSGD)
 for the bound loops.
 
 Divergence (research/sgd.md §5.4): the run stops when E = 2R exceeds ``cap * max(E(0), sigma^2)``
@@ -87,14 +88,14 @@ PY_BLOCK_COST = 2e5
 #: a fused scalar-dependent block (kernels.run_blocks_scalar) costs 1 + correctors passes of coefficients,
 #: log1p, a^n (expm1) and block_solve, ~20 ns per mode each, vs ~1.3 ns per mode for an exact step (more for
 #: costly factors: the Student-t B = 1 clip factors add ~2.5 us to both): such blocks start once they are
-#: MIN_BLOCK_SCALAR_PASS updates per pass long (at least MIN_BLOCK): 33 updates at the default correctors = 2
+#: MIN_BLOCK_SCALAR_PASS updates per pass long (at least MIN_BLOCK): 33 updates at correctors = 2, 16 at the default 0
 MIN_BLOCK_SCALAR_PASS = 11
 
 _EXACT_CHUNK = 1 << 16
 
 
 def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method: str = "auto",
-          delta: float = 0.01, correctors: int = 2, predictor: str = "pass", cap: float = 1e8) -> RiskCurve:
+          delta: float = 0.01, correctors: int = 1, predictor: str = "extrapolate", cap: float = 1e8) -> RiskCurve:
     """Predicted expected risk of ``opt`` on ``problem`` at every step of the record grid.
 
     Parameters
@@ -111,7 +112,8 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
         Block length as a fraction of the current step (0 < delta <= 0.1).
     correctors : int
         Scalar-dependent coefficients (clipped SGD, signSGD): passes per block after the first one, each
-        re-evaluating the coefficients at the scalars' weighted value from the previous pass's end value.
+        re-evaluating the coefficients at the scalars' weighted value from the previous pass's end value
+        (default 0: one pass per block; see the module docstring for the measured accuracy).
     predictor : "pass" | "extrapolate"
         Scalar-dependent coefficients: the first pass of a block holds the coefficients at the start
         scalars ("pass", research/signsgd.md §5.3), or at the end value extrapolated from the previous

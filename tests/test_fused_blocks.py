@@ -21,7 +21,9 @@ from hdtheory.optimizers import theory_for
 
 CLIP_LAWS = {"gauss": hd.Gaussian(0.3), "rade": hd.Rademacher(0.3), "student": hd.StudentT(0.3, 3)}
 SIGN_LAWS = {"gauss": hd.Gaussian(0.4), "rade": hd.Rademacher(0.4), "student": hd.StudentT(0.4, 5.0)}
-EXTRAPOLATE = dict(predictor="extrapolate", correctors=0)  # one pass per block
+EXTRAPOLATE = dict(predictor="extrapolate", correctors=0)  # one pass per block (limit cycles at stationarity: option only)
+DEFAULT = dict(predictor="extrapolate", correctors=1)  # the default
+PASS = dict(predictor="pass", correctors=2)  # predictor + 2 correctors (research/signsgd.md §5.3)
 
 
 def clip_problem(d, noise):
@@ -119,7 +121,7 @@ def test_clipped_fused_equals_python_path_and_exact(monkeypatch, law, B, clip):
     level = 0.3 * math.sqrt(p.trace / B) if clip == "fixed" else hd.RelativeClip(1.0)
     opt = hd.ClippedSGD(0.5 * hd.stability_threshold(p, hd.SGD(1.0, batch=B)), clip=level, batch=B)
     steps = 20_000 if (law == "student" and B == 1) else 60_000
-    fused, python, exact = three_ways(monkeypatch, p, opt, steps)
+    fused, python, exact = three_ways(monkeypatch, p, opt, steps, **PASS)
     assert fused.status == python.status == exact.status == "ok"
     np.testing.assert_allclose(fused.risk, python.risk, rtol=1e-12)
     np.testing.assert_allclose(fused.excess_risk, exact.excess_risk, rtol=1e-3)
@@ -131,7 +133,7 @@ def test_sign_fused_equals_python_path_and_exact(monkeypatch, law, B, per_exampl
     d = 300
     p = sign_problem(d, SIGN_LAWS[law])
     opt = hd.SignSGD(0.5 / d, batch=B, per_example=per_example)
-    fused, python, exact = three_ways(monkeypatch, p, opt, 50_000)
+    fused, python, exact = three_ways(monkeypatch, p, opt, 50_000, **PASS)
     np.testing.assert_allclose(fused.risk, python.risk, rtol=1e-12)
     np.testing.assert_allclose(fused.risk, exact.risk, rtol=1e-5)  # measured 9e-9 to 1e-6 (note V9: ~1e-6)
 
@@ -141,7 +143,7 @@ def test_sign_dense_fused_equals_python_path_and_exact(monkeypatch, B):
     d = 120
     p = dense_sign_problem(d, hd.Rademacher(0.4))
     opt = hd.SignSGD(0.5 / d, batch=B)
-    fused, python, exact = three_ways(monkeypatch, p, opt, 30_000)
+    fused, python, exact = three_ways(monkeypatch, p, opt, 30_000, **PASS)
     np.testing.assert_allclose(fused.risk, python.risk, rtol=1e-12)
     np.testing.assert_allclose(fused.risk, exact.risk, rtol=1e-5)  # measured 5e-8, 1e-8
 
@@ -149,7 +151,9 @@ def test_sign_dense_fused_equals_python_path_and_exact(monkeypatch, B):
 @pytest.mark.parametrize("case", ["clip-rade-1-fixed", "clip-student-8-relative", "sign-gauss-1", "sign-rade-8-pe",
                                   "dense-rade-8"])
 def test_extrapolated_predictor_fused_equals_python_path_and_exact(monkeypatch, case):
-    """predictor="extrapolate", correctors=0 (one pass per block): the same curve in both block paths, and
+    """predictor="extrapolate", correctors=0 (one pass per block; an option, not the default: on the V4 signSGD
+    problem at 1e7 steps it settles into a limit cycle 2.5% around the floor, the lagged coefficients
+    feeding back): the same curve in both block paths, and
     within the default's accuracy class of the exact recursion (measured: clipped 3e-5 to 3.1e-4, as the
     default; signSGD 9e-9 to 4.2e-6, the default 9e-9 to 1e-6)."""
     kind, law, *rest = case.split("-")
@@ -170,7 +174,7 @@ def test_extrapolated_predictor_fused_equals_python_path_and_exact(monkeypatch, 
     np.testing.assert_allclose(fused.risk, python.risk, rtol=1e-12)
 
 
-@pytest.mark.parametrize("kw", [{}, EXTRAPOLATE], ids=["pass", "extrapolate"])
+@pytest.mark.parametrize("kw", [PASS, EXTRAPOLATE], ids=["pass", "extrapolate"])
 def test_piecewise_schedules_run_fused_per_segment(monkeypatch, kw):
     """Piecewise lr and a Sequence clip level (breakpoints at different steps): one fused call per segment,
     the same curve as the Python path, and the exact recursion within the block tolerance."""
@@ -197,7 +201,7 @@ def test_smooth_schedule_uses_the_python_path(monkeypatch):
     np.testing.assert_allclose(auto.risk, exact.risk, rtol=1e-4)
 
 
-@pytest.mark.parametrize("kw", [{}, EXTRAPOLATE], ids=["pass", "extrapolate"])
+@pytest.mark.parametrize("kw", [PASS, DEFAULT, EXTRAPOLATE], ids=["pass", "default", "extrapolate"])
 def test_default_block_start_matches_exact(kw):
     """With the default block start (MIN_BLOCK_SCALAR_PASS updates per pass: 33 and 16 here), d = 1000."""
     p = clip_problem(1000, CLIP_LAWS["student"])
@@ -208,7 +212,7 @@ def test_default_block_start_matches_exact(kw):
         np.testing.assert_allclose(a.excess_risk, b.excess_risk, rtol=1e-3)
 
 
-@pytest.mark.parametrize("kw", [{}, EXTRAPOLATE], ids=["pass", "extrapolate"])
+@pytest.mark.parametrize("kw", [PASS, EXTRAPOLATE], ids=["pass", "extrapolate"])
 def test_divergence_in_the_fused_loop(monkeypatch, kw):
     """A relative clip level above its threshold diverges: same status and step in both block paths."""
     p = clip_problem(100, CLIP_LAWS["gauss"])
