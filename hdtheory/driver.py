@@ -16,9 +16,12 @@ the optimizer's theory module (``hdtheory.optimizers``) owns the equations (see
   - step-size control: a block may change log E by at most DMAX sqrt(1 - beta), else it is halved;
   - scalar-dependent coefficients (clipped SGD, signSGD) are held at the scalars' weighted value
     z0 + (z1 - z0)(n - 1)/(2n) (research/signsgd.md §5.3), z1 the block's end value. Default
-    (``predictor="extrapolate", correctors=0``): one pass per block, at z1 extrapolated from the previous
-    block (geometrically in E). The note's scheme is ``predictor="pass", correctors=2``: a predictor pass
-    at z1 = z0, then passes each at the previous pass's z1 (3 passes per block, ~1.5-2.5x the cost);
+    (``predictor="extrapolate", correctors=1``): a first pass at z1 extrapolated from the previous block
+    (geometrically in E), then one corrector pass at that pass's z1 (2 passes per block). The note's scheme
+    is ``predictor="pass", correctors=2`` (a predictor pass at z1 = z0 and two correctors, 3 passes).
+    ``correctors=0`` with the extrapolated predictor (1 pass) is an option only: the coefficients then lag
+    the scalars and, on signSGD's V4 problem (Rademacher) at 1e7 steps, the curve limit-cycles 2.5% around
+    the floor instead of settling on it (the default: 1.6e-15);
   - blocks never cross a record step or a schedule breakpoint; with a smooth schedule they are halved
     until the lr changes by at most a fraction delta inside them, and each mode's forcing uses the lr
     at the centre of its memory.
@@ -40,14 +43,15 @@ the optimizer's theory module (``hdtheory.optimizers``) owns the equations (see
   setup at lr = 0.5/d, <= 1.7e-5 over lr in [0.1, 2]/d with schedules (extrapolate, correctors = 0:
   <= 5.3e-5); research/signsgd.md V9 reports ~1e-6.
 
-Cost (CPU time, d = 1000, default grid, ratio to an SGD curve of the same problem; benchmarks/), default
-(extrapolated predictor, no corrector): clipped SGD 1.4-2.7x at 1e4 steps and 1.9-2.8x at 1e6 (Student-t
-B = 1, whose factors cost ~2.5 us per evaluation, is the top of both ranges); signSGD 1.1-1.4x and
-1.6-2.2x. With predictor="pass", correctors=2: clipped 2.4-4.4x and 4.5-6x, signSGD 1.9-2.5x and 4-5x;
-before the fused loop (Python blocks): clipped 2.6-8x and 11-21x, signSGD 2.0-2.6x and 8-10x. A fused
-scalar-dependent block costs 1 + correctors passes of ~20 ns per mode (coefficients, log1p, expm1 for
-a^n, block_solve) against one solve per block for SGD. First call with a cold Numba cache: +1.4 s (clipped) and +1.6 s (signSGD)
-for the bound loops.
+Cost (CPU time, d = 1000, default grid, ratio to an SGD curve of the same problem; benchmarks/, 2-core CPU
+under load), default (extrapolated predictor + 1 corrector): signSGD 1.8-2.2x at 1e4 steps and 2.9-3.6x at
+1e6; clipped SGD 1.9-3.0x at 1e4 (Student-t B = 1, whose factors cost ~2.5 us per evaluation: 4.3x) and
+2.5-4.1x at 1e6 (Student-t B = 1: 8.3-9.2x). The note's pass + 2 correctors: signSGD 2.1-2.5x and 3.9-5x, clipped 2.3-3.5x (5.7x)
+at 1e4; extrapolate + 0 (1 pass, see above): signSGD 1.2-1.4x and 1.6-2.1x. Before the fused loop (Python
+blocks): clipped 2.6-8x and 11-21x, signSGD 2.0-2.6x and 8-10x. A fused scalar-dependent block costs
+1 + correctors passes of ~20 ns per mode (coefficients, log1p, expm1 for a^n, block_solve) against one
+solve per block for SGD, hence the remaining gap to the 2x target (issues 4, 5) at long
+horizons. First call with a cold Numba cache: +1.4 s (clipped) and +1.6 s (signSGD) for the bound loops.
 
 Divergence (research/sgd.md §5.4): the run stops when E = 2R exceeds ``cap * max(E(0), sigma^2)``
 or stops being finite; the curve then ends at the last recorded point with status ``diverged``.
@@ -88,7 +92,7 @@ PY_BLOCK_COST = 2e5
 #: a fused scalar-dependent block (kernels.run_blocks_scalar) costs 1 + correctors passes of coefficients,
 #: log1p, a^n (expm1) and block_solve, ~20 ns per mode each, vs ~1.3 ns per mode for an exact step (more for
 #: costly factors: the Student-t B = 1 clip factors add ~2.5 us to both): such blocks start once they are
-#: MIN_BLOCK_SCALAR_PASS updates per pass long (at least MIN_BLOCK): 33 updates at correctors = 2, 16 at the default 0
+#: MIN_BLOCK_SCALAR_PASS updates per pass long (at least MIN_BLOCK): 33 updates at correctors = 2, 22 at the default 1
 MIN_BLOCK_SCALAR_PASS = 11
 
 _EXACT_CHUNK = 1 << 16
@@ -113,7 +117,7 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
     correctors : int
         Scalar-dependent coefficients (clipped SGD, signSGD): passes per block after the first one, each
         re-evaluating the coefficients at the scalars' weighted value from the previous pass's end value
-        (default 0: one pass per block; see the module docstring for the measured accuracy).
+        (default 1: two passes per block; see the module docstring for accuracy and cost).
     predictor : "pass" | "extrapolate"
         Scalar-dependent coefficients: the first pass of a block holds the coefficients at the start
         scalars ("pass", research/signsgd.md §5.3), or at the end value extrapolated from the previous

@@ -29,10 +29,12 @@ the factors depend on the scalar E, so ``scalar_dependent = True``. The same coe
 of (lr, clip level) and E (``clipped_coefficients``, bit-identical to ``affine``) drive the fused block loop
 (``Theory.block_kernel``, ``kernels.run_blocks_scalar``) under piecewise-constant lr and clip schedules
 (``Sequence`` clip levels included). Measured (CPU time, d = 1000, linspace spectrum, default grid, ratio
-to an SGD curve; benchmarks/bench_clipped_sgd.py) at the solve's default (extrapolated predictor, one
-pass per block): 1.4-2.7x at 1e4 steps and 1.9-2.8x at 1e6 over Gaussian, Rademacher, Student-t_3 x B in
-{1, 8} x fixed/relative clip; 2.4-4.4x and 4.5-6x with the note's ``predictor="pass", correctors=2``
-(before the fused loop: 2.6-8x and 11-21x, every block a Python call).
+to an SGD curve; benchmarks/bench_clipped_sgd.py) at the solve's default (extrapolated predictor + 1
+corrector): 1.9-3.0x at 1e4 steps (Student-t_3 B = 1: 3.2-4.3x) and 2.5-4.1x at 1e6 (Student-t_3 B = 1:
+8.3-9.2x) over Gaussian,
+Rademacher, Student-t_3 x B in {1, 8} x fixed/relative clip; 2.4-4.4x and 4.5-6x with the note's
+``predictor="pass", correctors=2``; 1.4-2.7x and 1.9-2.8x with one pass (``correctors=0``, which can
+limit-cycle, see hdtheory/driver.py); before the fused loop: 2.6-8x and 11-21x, every block a Python call.
 
 Factors (§1.6), nu-hat = nu / E:
 * Gaussian noise, any B: m = (E/B) chi^2_B, closed forms in the chi-square survival function

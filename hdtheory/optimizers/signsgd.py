@@ -62,10 +62,11 @@ rho~_j = 2R. The same coefficients as a Numba kernel of (lr, E) (``sign_coeffici
 ``affine``) drive the fused block loop (``Theory.block_kernel``, ``kernels.run_blocks_scalar``) under
 piecewise-constant lr schedules, diagonal and dense K alike. Measured (CPU time, d = 1000, V2-like
 spectrum, default grid, ratio to an SGD curve; benchmarks/bench_signsgd.py) at the solve's default
-(extrapolated predictor, one pass per block): 1.1-1.4x at 1e4 steps and 1.6-2.2x at 1e6 over Gaussian,
-Rademacher, Student-t_5 x B in {1, 8}; 1.9-2.5x and 4-5x with the note's ``predictor="pass",
-correctors=2`` (before the fused loop: 2.0-2.6x and 8-10x). Dense K, d = 500: the solve without the
-setup 1.6x and 1.9x (2.5x, 4.4x with 2 correctors); the O(d^3) setup (~40 ms) is redone by every
+(extrapolated predictor + 1 corrector): 1.8-2.2x at 1e4 steps and 2.9-3.6x at 1e6 over Gaussian,
+Rademacher, Student-t_5 x B in {1, 8}; 2.1-2.5x and 3.9-5x with the note's ``predictor="pass",
+correctors=2``; 1.2-1.4x and 1.6-2.1x with one pass (``correctors=0``, which limit-cycles around the floor,
+see hdtheory/driver.py); before the fused loop: 2.0-2.6x and 8-10x. Dense K, d = 500 (measured with 2 and
+0 correctors): the solve without the setup 2.5x and 4.4x (1.6x, 1.9x); the O(d^3) setup (~40 ms) is redone by every
 solve and dominates there (16x and 12x in all).
 
 Validity (note §1.6): the map is meaningful while 2 lr a mu_max < 1 (a coordinate does not overshoot within
