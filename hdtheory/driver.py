@@ -59,6 +59,7 @@ or stops being finite; the curve then ends at the last recorded point with statu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -226,7 +227,7 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
     steps_out, risk_out = g[:i], risk[:i]
     if status == "ok":
         lr_end = float(opt.lr_at(np.array([max(int(g[-1]) - 1, 0)]))[0])
-        lr_star = theory.threshold(problem, dataclasses.replace(opt, schedule=None))
+        lr_star = _threshold(problem, dataclasses.replace(opt, schedule=None).with_lr(1.0))  # lr is ignored
         if not lr_end < lr_star:
             status = "unstable"
             message = (f"lr = {lr_end:g} at the last step is at or above the stability threshold {lr_star:g}: "
@@ -235,6 +236,14 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
             "hdtheory_version": __version__}
     return RiskCurve(steps=steps_out, risk=risk_out, sigma2=st.sigma2, status=status, diverged_step=dstep,
                      message=message, meta=meta)
+
+
+@functools.lru_cache(maxsize=64)
+def _threshold(problem, opt) -> float:
+    """The stability threshold for solve's end-of-run check, cached per (problem object, optimizer): an lr
+    sweep re-solves one problem many times, and some thresholds cost ~0.3 s (LA-DiLoCo with momentum: a scan
+    of the exact (L6) criterion). Problems hash by identity (``Problem`` is frozen, eq=False)."""
+    return theory_for(opt).threshold(problem, opt)
 
 
 def _block_length(k, k_ref, target, delta, span, breakpoints, opt) -> int:
