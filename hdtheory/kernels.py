@@ -229,3 +229,123 @@ def run_blocks(am1, ell, f, h, s, W, c0, k, k_stop, k_ref, delta, span, grid, re
             rec[i] = 0.5 * E0
             i += 1
     return k, i, 0
+
+
+# ------------------------------------------------------------------------------------------------------
+# fused block loop for scalar-dependent coefficients (clipped SGD, signSGD)
+# ------------------------------------------------------------------------------------------------------
+
+@nb.njit(inline="always")
+def _scalar_pass(coef, consts, hp, zc, nu, E0, s, am1, ell, f, h, an, S0, S1, s_new, W, c0, z1, geo_tol):
+    """One pass of a block (driver._Blocks._pass at fixed hyperparameters): coefficients at scalars ``zc``
+    from the module's kernel, a^n, S0, S1, the noise-loop gain beta = W[0] . (h S1) / n, and the
+    self-consistent block (``block_solve``) into s_new, z1. Returns beta."""
+    coef(hp, zc, consts, am1, f, h)
+    log_multipliers(am1, ell)
+    block_powers(am1, ell, nu, an, S0, S1)
+    beta = 0.0
+    for j in range(s.shape[0]):
+        beta += W[0, j] * h[j] * S1[j]
+    beta /= nu
+    block_solve(am1, ell, f, h, an, S0, S1, beta, s, s_new, nu, E0, W, c0, z1, geo_tol)
+    return beta
+
+
+@nb.njit(cache=True)
+def extrapolate_scalars(z, zp, ratio, out):
+    """Scalars at the end of a block, extrapolated from the previous block (scalars zp at its start, z at its
+    end = this block's start, ``ratio`` = this block's length / the previous one's): E = z[0] geometrically,
+    z[0] (z[0]/zp[0])^ratio (linearly if either is <= 0), the other scalars linearly."""
+    for r in range(z.shape[0]):
+        if r == 0 and z[0] > 0.0 and zp[0] > 0.0:
+            out[0] = z[0] * math.exp(ratio * math.log(z[0] / zp[0]))
+        else:
+            out[r] = z[r] + (z[r] - zp[r]) * ratio
+
+
+@nb.njit(inline="always")
+def run_blocks_scalar(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol,
+                      dmax, correctors, extrapolate):
+    """Fused block loop over [k, k_stop) for coefficients that depend on the scalars, the hyperparameters
+    ``hp`` being fixed there (piecewise-constant schedules between breakpoints). The same algorithm as the
+    driver's Python path (``driver._Blocks.advance``), so both give the same curve to rounding:
+
+    * block length n = floor(delta (k - k_ref)) (a multiple of ``span``), never past the next record step
+      or k_stop; below 2 updates one update is done (the Python path's exact step: a one-update block is
+      the exact affine step);
+    * the coefficients are held at the scalars' weighted value z0 + (z1 - z0) w, w = (nu - 1)/(2 nu)
+      (research/signsgd.md §5.3: nu = 1 reproduces the exact step), z1 the block's end value: a first pass
+      at z1 = z0 (the predictor) or, with ``extrapolate`` and when the previous block ended here (no exact
+      step or segment start in between), at z1 extrapolated from that block (``extrapolate_scalars``);
+      then ``correctors`` passes, each at the z1 of the pass before. Each pass solves the block with
+      ``block_solve``; the last one is kept;
+    * step-size control: a block whose |log(E1/E0)| exceeds dmax sqrt(1 - beta) (``block_change``) is
+      halved and redone (no cap persists: the next block starts again from delta (k - k_ref)).
+
+    ``coef(hp, z, consts, am1, f, h)`` is the module's Numba coefficient kernel (fills the per-mode affine
+    coefficients of ``Theory.affine`` at hyperparameters hp and scalars z). This function is inlined
+    (``inline="always"``) into a small ``@njit(cache=True)`` wrapper in each module, which binds ``coef`` as
+    a global: passing a jitted function as an argument of a cached function defeats Numba's cache (its
+    address is a dynamic global), while the inlined form caches.
+
+    Updates s and z (= c0 + W s) in place; records rec[i] = E/2 at grid[i].
+    Returns (k, i, diverged): diverged = 1 when E passed ``cap`` or stopped being finite."""
+    size = s.shape[0]
+    nz = W.shape[0]
+    am1 = np.empty(size)
+    ell = np.empty(size)
+    f = np.empty(size)
+    h = np.empty(size)
+    an = np.empty(size)
+    S0 = np.empty(size)
+    S1 = np.empty(size)
+    s_new = np.empty(size)
+    z1 = np.empty(nz)
+    zc = np.empty(nz)
+    zp = np.empty(nz)  # scalars at the start of the previous block
+    zg = np.empty(nz)  # extrapolated end scalars
+    n_prev = 0  # length of the previous block if it ended at k, else 0
+    while k < k_stop:
+        n = int(delta * (k - k_ref)) // span * span
+        lim = k_stop - k
+        if i < grid.shape[0] and grid[i] - k < lim:
+            lim = grid[i] - k
+        if n > lim:
+            n = lim
+        block = n >= 2 * span
+        # below 2 updates: one update without correctors (the Python path's exact step)
+        nu = n // span if block else 1
+        passes = 1 + correctors if block else 1
+        guess = block and extrapolate and n_prev > 0
+        while True:
+            # predictor at z0 = z (or the extrapolated end value), then correctors at z0 + (z1 - z0) w; one call
+            # site, so that the inlined pass (and the coefficient kernel) is compiled once
+            w = (nu - 1.0) / (2.0 * nu)
+            if guess:
+                extrapolate_scalars(z, zp, nu * span / n_prev, zg)
+            beta = 0.0
+            for p in range(passes):
+                for r in range(nz):
+                    if p == 0:
+                        zc[r] = z[r] + (zg[r] - z[r]) * w if guess else z[r]
+                    else:
+                        zc[r] = z[r] + (z1[r] - z[r]) * w
+                beta = _scalar_pass(coef, consts, hp, zc, nu, z[0], s, am1, ell, f, h, an, S0, S1, s_new, W, c0, z1,
+                                    geo_tol)
+            change, allowed = block_change(z[0], z1[0], beta, dmax)
+            if change <= allowed or nu == 1:
+                break
+            nu //= 2
+        for j in range(size):
+            s[j] = s_new[j]
+        for r in range(nz):
+            zp[r] = z[r]
+            z[r] = z1[r]
+        n_prev = nu * span if block else 0
+        k += nu * span
+        if not (math.isfinite(z[0]) and z[0] <= cap):
+            return k, i, 1
+        if i < grid.shape[0] and k == grid[i]:
+            rec[i] = 0.5 * z[0]
+            i += 1
+    return k, i, 0

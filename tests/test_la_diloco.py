@@ -556,3 +556,80 @@ def test_presets_and_serialisation():
     assert sla.workers == 1 and sla.nesterov and sla.outer_momentum == 0.9
     assert sla.to_dict()["name"] == "la_diloco"
     assert hd.LADiLoCo(0.1, outer_lr=0.5, outer_momentum=0.5, inner_momentum=0.5).eta_eff == pytest.approx(0.2)
+
+
+# ------------------------------------------ thresholds: empirical vs theory at the same horizon (issue 6, item 3)
+# validation.empirical_threshold (seed mean grows > 10x between half the horizon and the horizon) is compared
+# with validation.thresholds.horizon_threshold (the same criterion on the theory's expected risk) and with the
+# asymptotic (L6) threshold. On a problem with many effective dimensions (tr K / lambda_max = 67) they agree;
+# on lambda_j = 1/j (tr K / lambda_max = 5.2) the seed mean is carried by single runs near the edge (see
+# validation/thresholds.py), which is not a horizon effect.
+
+_THR_LAM = np.linspace(0.5, 1.5, 100)
+_THR_PROB = hd.Problem(_THR_LAM, np.random.default_rng(0).normal(size=100) / math.sqrt(_THR_LAM.sum()),
+                       noise=hd.Gaussian(0.3))
+
+
+def test_horizon_threshold_closed_form():
+    """M = alpha = 1, sigma = 0, one mode: the expected risk is r^k with r = 1 - 2 x + (1 + 2/B) x^2, x = eta lambda
+    (SGD observed every H steps), so the lr where it grows by `growth` from half the horizon to the horizon solves
+    r^(k/2) = growth in closed form; the asymptotic threshold (r = 1) is 2B/((B + 2) lambda)."""
+    from validation.thresholds import horizon_threshold
+
+    lam, B, H, steps = 0.8, 2, 4, 800
+    prob = hd.Problem([lam], [1.0])
+    opt = hd.LA(1.0, batch=B, inner_steps=H)
+    k = 1.0 + 2.0 / B
+    for growth in (10.0, 1e3):
+        g = growth ** (2.0 / steps)  # r at the horizon threshold
+        x = (2.0 + math.sqrt(4.0 - 4.0 * k * (1.0 - g))) / (2.0 * k)
+        got = horizon_threshold(prob, opt, steps=steps, growth=growth, rtol=1e-10)
+        assert got == pytest.approx(x / lam, rel=1e-9)
+    assert hd.stability_threshold(prob, opt) == pytest.approx(2.0 / (k * lam), rel=1e-10)
+
+
+def test_horizon_effect_is_small_and_vanishes():
+    """The finite-horizon theory threshold exceeds (L6) by O(1/horizon): on lambda_j = 1/j (d = 100, the setting of
+    the measured empirical / (L6) = 1.054 with M 4, H 8, alpha 1, B 1, 1000 rounds) it is only +0.27%, so the
+    horizon does not explain that gap; it shrinks ~4x per 4x rounds."""
+    from validation.thresholds import horizon_threshold
+
+    prob = hd.Problem(V2_LAM, np.full(100, 0.03), noise=hd.Gaussian(0.1))
+    opt = hd.LADiLoCo(1.0, workers=4, inner_steps=8)
+    lt = hd.stability_threshold(prob, opt)
+    ratios = [horizon_threshold(prob, opt, steps=8 * rounds, lr0=lt, rtol=1e-6) / lt for rounds in (250, 1000, 4000)]
+    assert ratios[1] == pytest.approx(1.0027, abs=2e-4)
+    assert 1.0 < ratios[2] < ratios[1] < ratios[0] < 1.02
+    assert 3.0 < (ratios[0] - 1) / (ratios[1] - 1) < 5.0 and 3.0 < (ratios[1] - 1) / (ratios[2] - 1) < 5.0
+
+
+def test_empirical_threshold_matches_theory_at_the_same_horizon():
+    """LA-DiLoCo M 4, H 8, alpha 1, B 1, 200 rounds, 8 seeds: empirical / horizon threshold within 2% (measured
+    0.992-1.008 over 10 keys at 8-16 seeds, bisection to 1%) and empirical / (L6) within 5% (measured 1.008-1.025)."""
+    from validation.thresholds import horizon_threshold
+
+    opt = hd.LADiLoCo(1.0, workers=4, inner_steps=8)
+    lt = hd.stability_threshold(_THR_PROB, opt)
+    lh = horizon_threshold(_THR_PROB, opt, steps=1600, lr0=lt)
+    assert 1.0 < lh / lt < 1.03
+    le = validation.empirical_threshold(_THR_PROB, opt, steps=1600, seeds=8, key=0, rtol=0.01, lr0=lh)
+    assert abs(le / lh - 1) <= 0.02
+    assert abs(le / lt - 1) <= 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", [(4, 8, 1.0, 0.0, False, 0.0, 1), (1, 8, 0.5, 0.0, False, 0.0, 1),
+                                     (4, 8, 0.8, 0.9, True, 0.0, 2), (1, 8, 0.7, 0.5, False, 0.5, 4)])
+def test_empirical_thresholds_four_variants_slow(variant, rounds=400, seeds=16):
+    """The four variants of the module docstring (plain, LA, DiLoCo-Nesterov, heavy ball + inner momentum):
+    empirical / horizon threshold within 2%, empirical / (L6) within 5%. With rounds=800, seeds=32 this gives the
+    table in validation/thresholds.py (3.5 min on 2 cores); the defaults take ~1 min."""
+    from validation.thresholds import horizon_threshold
+
+    opt = _opt(1.0, *variant)
+    steps = rounds * opt.inner_steps
+    lt = hd.stability_threshold(_THR_PROB, opt)
+    lh = horizon_threshold(_THR_PROB, opt, steps=steps, lr0=lt, rtol=1e-3)
+    le = validation.empirical_threshold(_THR_PROB, opt, steps=steps, seeds=seeds, key=0, rtol=0.005, lr0=lh)
+    assert abs(le / lh - 1) <= 0.02
+    assert abs(le / lt - 1) <= 0.05

@@ -6,6 +6,7 @@ between prediction and reality (DESIGN.md)::
 """
 from .compare import Agreement, compare
 from .simulate import SimulatedRisk, simulate
-from .thresholds import EmpiricalThreshold, empirical_threshold
+from .thresholds import EmpiricalThreshold, empirical_threshold, horizon_threshold
 
-__all__ = ["Agreement", "EmpiricalThreshold", "SimulatedRisk", "compare", "empirical_threshold", "simulate"]
+__all__ = ["Agreement", "EmpiricalThreshold", "SimulatedRisk", "compare", "empirical_threshold", "horizon_threshold",
+           "simulate"]

@@ -21,6 +21,11 @@ module supplies (see ``Theory``):
   schedule the driver evaluates each mode's forcing at its own time), so the coefficients must broadcast.
   Modules whose step cannot be written this way (SignSVD's nonlinear closures, research notes) leave
   ``affine = None`` and are stepped exactly;
+* optionally, for scalar-dependent ``affine`` coefficients, ``block_kernel(state, opt) -> (run, consts)``
+  and ``hyper(opt, t)``: the same coefficients as a Numba kernel of (hyperparameters, scalars), bound into
+  the fused block loop ``kernels.run_blocks_scalar`` so that the whole late-time loop between schedule
+  breakpoints runs in one Numba call (clipped SGD, signSGD). Without it (the default) the driver runs the
+  same blocks in Python through ``affine``; both give the same curve to rounding;
 * ``span`` / ``steps_per_update(opt)``: inner steps per update (1; H = ``opt.inner_steps`` for one
   LA-DiLoCo round, where curves are recorded at multiples of H). The driver calls
   ``steps_per_update(opt)``, which returns the class's ``span`` unless a module overrides it;
@@ -146,6 +151,32 @@ class Theory:
         raise NotImplementedError
 
     affine = None  # optional: (state, opt, t, scalars) -> (am1, f, h)
+
+    def block_kernel(self, state: ModeState, opt):
+        """Optional fused Numba block loop for scalar-dependent ``affine`` coefficients: ``(run, consts)``,
+        or None (the default) to let the driver run its blocks in Python through ``affine``.
+
+        ``run`` is a module-level ``@njit(cache=True)`` wrapper of ``kernels.run_blocks_scalar`` that binds
+        the module's Numba coefficient kernel ``coef(hp, z, consts, am1, f, h)`` as a global (filling, for
+        hyperparameters ``hp`` = ``self.hyper(opt, t)`` and scalars z, the same per-mode (am1, f, h) as
+        ``affine(state, opt, t, z)``, to rounding); ``consts`` is the tuple of per-solve constants it reads
+        (keep its Numba types the same for every law and option: each new type tuple compiles the loop
+        again, ~1.5 s). The driver calls ``run`` between schedule breakpoints of piecewise-constant
+        schedules (``hp`` fixed there); smooth schedules use the Python path. Example (clipped_sgd.py)::
+
+            @nb.njit(cache=True)
+            def _run_blocks(consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap,
+                            geo_tol, dmax, correctors, extrapolate):
+                return run_blocks_scalar(clipped_coefficients, consts, hp, s, W, c0, z, k, k_stop, k_ref,
+                                         delta, span, grid, rec, i, cap, geo_tol, dmax, correctors,
+                                         extrapolate)
+        """
+        return None
+
+    def hyper(self, opt, t) -> np.ndarray:
+        """Hyperparameters of step ``t`` read by the coefficient kernel of ``block_kernel`` (float64 array;
+        default: the lr alone)."""
+        return np.array([float(opt.lr_at(t))])
 
     def threshold(self, problem, opt) -> float:  # pragma: no cover
         """Largest stable base lr for opt's other hyperparameters (inf if nothing diverges)."""

@@ -25,14 +25,24 @@ N = E min(m, tau^2). The per-mode recursion (§1.5, boxed), in our units (lr = s
 research/sgd.md (E1) identically (the kernel takes that branch for c = inf, so the limit is exact).
 Equal eigenvalues are merged as for SGD (state S_j = sum of rho, forcing times the multiplicity).
 In the driver's affine form: am1 = lr lambda (-2 mu + lr lambda A), f = 0, h = (lr^2/B) m_j lambda_j nu/E;
-the factors depend on the scalar E, so ``scalar_dependent = True``.
+the factors depend on the scalar E, so ``scalar_dependent = True``. The same coefficients as a Numba kernel
+of (lr, clip level) and E (``clipped_coefficients``, bit-identical to ``affine``) drive the fused block loop
+(``Theory.block_kernel``, ``kernels.run_blocks_scalar``) under piecewise-constant lr and clip schedules
+(``Sequence`` clip levels included). Measured (CPU time, d = 1000, linspace spectrum, default grid, ratio
+to an SGD curve; benchmarks/bench_clipped_sgd.py) at the solve's default (extrapolated predictor + 1
+corrector): 1.9-3.0x at 1e4 steps (Student-t_3 B = 1: 3.2-4.3x) and 2.5-4.1x at 1e6 (Student-t_3 B = 1:
+8.3-9.2x) over Gaussian,
+Rademacher, Student-t_3 x B in {1, 8} x fixed/relative clip; 2.4-4.4x and 4.5-6x with the note's
+``predictor="pass", correctors=2``; 1.4-2.7x and 1.9-2.8x with one pass (``correctors=0``, which can
+limit-cycle, see hdtheory/driver.py); before the fused loop: 2.6-8x and 11-21x, every block a Python call.
 
 Factors (§1.6), nu-hat = nu / E:
 * Gaussian noise, any B: m = (E/B) chi^2_B, closed forms in the chi-square survival function
   (``hdtheory.special``); with sigma = 0 every law is this case;
 * Rademacher and Student-t at B = 1: closed forms for a Gaussian mixture of residual laws
   (Rademacher: one component N(sigma, q) by symmetry; Student-t(df): r | W ~ N(0, q + sigma^2 (df-2)/W),
-  W ~ chi^2_df, averaged by Gauss-Legendre in log W, 96 nodes: ~2e-7, §1.6);
+  W ~ chi^2_df, averaged by Gauss-Legendre in log W, 96 nodes: ~2e-7, §1.6; the centred components in
+  their symmetric form, ~2.5 us per evaluation: ``_mixture_factors``);
 * Rademacher and Student-t at B > 1: a table over u = log(q/sigma^2) and w = log(tau^2/E), built once
   per (law, B) from the density of m/E, obtained by FFT inversion of its characteristic function
   phi_X(t/B)^B (§1.6) and integrated by trapezoid; cubic in u, linear in w inside the kernel. Outside
@@ -72,6 +82,7 @@ from scipy.optimize import brentq
 
 from ..noise import Gaussian, Rademacher, StudentT
 from ..schedules import Constant, Schedule, Sequence
+from ..kernels import run_blocks_scalar
 from ..special import chi2_pdf, expint1, gamma_pq
 from .base import ModeState, OptimizerMixin, Theory, check_batch, check_positive
 from .sgd import sgd_threshold
@@ -185,7 +196,14 @@ def _gauss_factors(B, y0):
 
 @nb.njit(cache=True)
 def _mixture_factors(q, tau2, E, m0, vext, wts):
-    """B = 1, residual r ~ sum_i w_i N(m0_i, q + vext_i) (research/clipped_sgd.md §1.6)."""
+    """B = 1, residual r ~ sum_i w_i N(m0_i, q + vext_i) (research/clipped_sgd.md §1.6).
+
+    Centred components (m0_i = 0: the Student-t scale mixture) use the symmetric form of the same closed
+    form, a = -b, pa = pb = phi(b), P = erf(b/sqrt 2) (1 - P by erfc above b = 1): one error function and
+    one exp per node instead of two erfc and two exp. Their nu term v (P - 2 b phi(b)) cancels for small b = tau/sqrt(v) (wide components, tight
+    clip: a relative error ~1e-16 sqrt(v)/tau, measured 1e-7 in nu-hat at tau = 1e-3); below b = 0.1 the
+    difference is summed as its series, erf(b/sqrt 2) - 2 b phi(b) = sqrt(2/pi) sum_{n>=1} (-1)^(n+1)
+    b^(2n+1) / ((2n+1) 2^(n-1) (n-1)!) (six terms: truncation < 1e-17 relative)."""
     tau = math.sqrt(tau2)
     mu = 0.0
     nu = 0.0
@@ -193,6 +211,25 @@ def _mixture_factors(q, tau2, E, m0, vext, wts):
     for i in range(wts.shape[0]):
         v = q + vext[i]
         sv = math.sqrt(v)
+        if m0[i] == 0.0:
+            b = tau / sv
+            if b < 1.0:  # P = P(|r| <= tau) and its complement Q, each where it is well conditioned
+                P = math.erf(b / math.sqrt(2.0))
+                Q = 1.0 - P
+            else:
+                Q = math.erfc(b / math.sqrt(2.0))
+                P = 1.0 - Q
+            pb = math.exp(-0.5 * b * b) / math.sqrt(2.0 * math.pi)
+            if b < 0.1:
+                b2 = b * b
+                D = math.sqrt(2.0 / math.pi) * b * b2 * (
+                    1.0 / 3.0 - b2 * (1.0 / 10.0 - b2 * (1.0 / 56.0 - b2 * (1.0 / 432.0 - b2 * (1.0 / 4224.0 - b2 / 49920.0)))))
+            else:
+                D = P - 2.0 * b * pb
+            mu += wts[i] * P
+            nu += wts[i] * (v * D + tau2 * Q)
+            dens += wts[i] * 2.0 * pb / sv
+            continue
         a = (-tau - m0[i]) / sv
         b = (tau - m0[i]) / sv
         P = 0.5 * (math.erfc(-b / math.sqrt(2.0)) - math.erfc(-a / math.sqrt(2.0)))
@@ -301,6 +338,35 @@ def clipped_exact_steps(lam, mult, rho, lr_seq, cl_seq, relative, B, trK, sigma2
         if not (E <= cap):
             return k + 1
     return lr_seq.shape[0]
+
+
+@nb.njit(cache=True)
+def clipped_coefficients(hp, z, consts, am1, f, h):
+    """Per-mode affine coefficients of the §1.5 recursion (``ClippedSGDTheory.affine`` at one step time) for
+    hyperparameters hp = (lr, clip level c, or kappa when relative) and scalars z = (E,):
+    am1 = lr lambda (-2 mu + lr lambda A), f = 0, h = (lr^2/B) nu-hat m lambda, the factors at
+    q = E - sigma^2 and tau^2 = c^2 B / tr K (fixed level) or kappa^2 E (relative). Same operation order as
+    ``affine`` (bit-identical coefficients)."""
+    lam, mult, sigma2, B, trK, relative, law, m0, vext, wts, tab, grid = consts
+    lr = hp[0]
+    c = hp[1]
+    E = z[0]
+    tau2 = c * c * E if relative else c * c * B / trK
+    mu, nuh, A = clip_factors_nb(E - sigma2, tau2, sigma2, B, law, m0, vext, wts, tab, grid)
+    g = lr * lr / B * nuh
+    for j in range(lam.shape[0]):
+        el = lr * lam[j]
+        am1[j] = el * (-2.0 * mu + el * A)
+        f[j] = 0.0
+        h[j] = g * mult[j] * lam[j]
+
+
+@nb.njit(cache=True)
+def _run_blocks(consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol, dmax,
+                correctors, extrapolate):
+    """``kernels.run_blocks_scalar`` bound to ``clipped_coefficients`` (a cached specialization)."""
+    return run_blocks_scalar(clipped_coefficients, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid,
+                             rec, i, cap, geo_tol, dmax, correctors, extrapolate)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -530,6 +596,15 @@ class ClippedSGDTheory(Theory):
         lr = opt.lr_at(t)
         el = lr * lam
         return el * (-2.0 * mu + el * A), np.zeros_like(lam), (lr * lr / opt.batch) * nuh * mult * lam
+
+    def block_kernel(self, state, opt):
+        """The fused block loop with ``clipped_coefficients`` (hp = ``hyper``), see ``Theory.block_kernel``."""
+        c = state.consts
+        return _run_blocks, (c["lam"], c["mult"], float(state.sigma2), int(opt.batch), float(c["trK"]),
+                             bool(opt.relative), *c["spec"])
+
+    def hyper(self, opt, t):
+        return np.array([float(opt.lr_at(t)), float(opt.clip_at(t))])
 
     def threshold(self, problem, opt) -> float:
         """inf for a finite fixed clip level (no divergence, research/clipped_sgd.md §3.2); SGD's threshold

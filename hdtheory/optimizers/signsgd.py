@@ -122,7 +122,16 @@ placements); identity-shaped or SGD-shaped noise weights fail it.
 Driver form: s <- (1 + am1) s + f + h E with am1 = -2 lr a mu (+ (1 - 1/B)(lr a_1 mu)^2), f = lr^2 n
 (/B), h = 0; a depends on the scalar E = sigma^2 + sum mu rho~ (``scalar_dependent``), so the driver's
 block integrator holds a at the block's weighted scalar (note §5.3). Readout E = sigma^2 + sum_j mu_j
-rho~_j = 2R.
+rho~_j = 2R. The same coefficients as a Numba kernel of (lr, E) (``sign_coefficients``, bit-identical to
+``affine``) drive the fused block loop (``Theory.block_kernel``, ``kernels.run_blocks_scalar``) under
+piecewise-constant lr schedules, diagonal and dense K alike. Measured (CPU time, d = 1000, V2-like
+spectrum, default grid, ratio to an SGD curve; benchmarks/bench_signsgd.py) at the solve's default
+(extrapolated predictor + 1 corrector): 1.8-2.2x at 1e4 steps and 2.9-3.6x at 1e6 over Gaussian,
+Rademacher, Student-t_5 x B in {1, 8}; 2.1-2.5x and 3.9-5x with the note's ``predictor="pass",
+correctors=2``; 1.2-1.4x and 1.6-2.1x with one pass (``correctors=0``, which limit-cycles around the floor,
+see hdtheory/driver.py); before the fused loop: 2.0-2.6x and 8-10x. Dense K, d = 500 (measured with 2 and
+0 correctors): the solve without the setup 2.5x and 4.4x (1.6x, 1.9x); the O(d^3) setup (~40 ms) is redone by every
+solve and dominates there (16x and 12x in all).
 
 Validity (note §1.6): the map is meaningful while 2 lr a mu_max < 1 (a coordinate does not overshoot within
 a step) and the effective dimension sum_i sqrt(K_ii)/sqrt(max K_ii) >> B; spiky spectra (power laws with
@@ -147,6 +156,7 @@ from scipy.optimize import brentq, minimize_scalar
 
 from ..noise import Gaussian, NoiseLaw, Rademacher, StudentT
 from ..schedules import Schedule
+from ..kernels import run_blocks_scalar
 from .base import ModeState, OptimizerMixin, Theory, check_batch
 
 
@@ -516,6 +526,39 @@ def signsgd_exact_steps(mu, n, rho, lr_seq, sigma2, sigma, A, mode, lx0, h, coef
     return lr_seq.shape[0]
 
 
+@nb.njit(cache=True)
+def sign_coefficients(hp, z, consts, am1, f, h):
+    """Per-mode affine coefficients of (E6)/(E7) (``SignSGDTheory.affine`` at one step time) for hp = (lr,)
+    and z = (E,): x = lr a_B(s) mu, am1 = -2 x, f = lr^2 n (E6), or am1 = x (-2 + (1 - 1/B) x),
+    f = lr^2 n / B (E7, a = a_1), h = 0, with s^2 = E - sigma^2; all zero at s = sigma = 0 (theta = theta*).
+    Same operation order as ``affine`` (bit-identical coefficients)."""
+    mu, n, sigma2, sigma, A, mode, lx0, hx, coef, B, per_example = consts
+    lr = hp[0]
+    s2 = z[0] - sigma2
+    if s2 <= 0.0 and sigma == 0.0:
+        for j in range(mu.shape[0]):
+            am1[j] = 0.0
+            f[j] = 0.0
+            h[j] = 0.0
+        return
+    a = drift(math.sqrt(max(s2, 0.0)), sigma, A, mode, lx0, hx, coef)
+    la = lr * a
+    fn = lr * lr / B if per_example else lr * lr
+    for j in range(mu.shape[0]):
+        x = la * mu[j]
+        am1[j] = x * (-2.0 + (1.0 - 1.0 / B) * x) if per_example else -2.0 * x
+        f[j] = fn * n[j]
+        h[j] = 0.0
+
+
+@nb.njit(cache=True)
+def _run_blocks(consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol, dmax,
+                correctors, extrapolate):
+    """``kernels.run_blocks_scalar`` bound to ``sign_coefficients`` (a cached specialization)."""
+    return run_blocks_scalar(sign_coefficients, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid,
+                             rec, i, cap, geo_tol, dmax, correctors, extrapolate)
+
+
 class SignSGDTheory(Theory):
     span = 1
     scalar_dependent = True
@@ -550,6 +593,14 @@ class SignSGDTheory(Theory):
             B = opt.batch
             return x * (-2.0 + (1.0 - 1.0 / B) * x), lr * lr / B * n, 0.0
         return -2.0 * x, lr * lr * n, 0.0
+
+    def block_kernel(self, state, opt):
+        """The fused block loop with ``sign_coefficients``, see ``Theory.block_kernel``. The spline table is
+        passed as a writable copy so that every law gives the wrapper the same Numba types (one compilation)."""
+        c = state.consts
+        law = c["law"]
+        return _run_blocks, (c["mu"], c["n"], float(state.sigma2), float(law.sigma), float(law.A), int(law.mode),
+                             float(law.lx0), float(law.h), np.array(law.coef), int(opt.batch), bool(opt.per_example))
 
     def threshold(self, problem, opt) -> float:
         """+inf: signSGD never diverges (research/signsgd.md §3.1). Each coordinate moves by at most lr per
