@@ -502,6 +502,8 @@ print(f"notebook ran in {time.perf_counter() - t_start:.0f} s")"""),
 def build(cells, path):
     nb = nbf.v4.new_notebook()
     nb.cells = [nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src) for kind, src in cells]
+    for i, cell in enumerate(nb.cells):  # deterministic ids: regenerating leaves unchanged notebooks unchanged
+        cell["id"] = f"cell-{i:03d}"
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbf.write(nb, path)
 
