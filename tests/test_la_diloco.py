@@ -172,7 +172,7 @@ def test_v4_momentum_thresholds_and_full_map(variant, expected):
     st0 = th.init(prob, opt)
 
     def radius(eta):
-        n = st0.s.size
+        n = 3 * st0.consts["lam"].size  # the state's last entry (beta > 0) is a round counter, not a moment
         Mfull = np.empty((n, n))
         for c in range(n):
             s = np.zeros(n)
