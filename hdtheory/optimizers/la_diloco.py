@@ -78,17 +78,20 @@ SHAPE_DAMP = 3%, 2 <= ahead <= 64 rounds; e.g. 2 at alpha = 1, 17 at alpha = 1.9
 decaying E and left a 5e-3 bias; the exact rounds keep it.
 Step time: a round "at step time t" applies lr(t) at all its H inner steps; the driver passes the middle step
 of a block (the mean of its rounds' centres) and, under a moving schedule, per-mode memory centres (the
-coefficients are then evaluated at the two extreme times and interpolated linearly, as clipped_sgd.py does;
-the shape is read once per block). Cost per block: the round operators (O(H modes), cached per eta), ``ahead``
-exact rounds and O(H modes) for the shape, against O(H modes) per round stepped exactly.
+coefficients are then evaluated at the block's middle and at the largest memory centre and interpolated
+linearly in t, as clipped_sgd.py does, the shape read at each of the two). Cost per block: the round operators
+(O(H modes), cached per eta), ``ahead`` exact rounds and O(H modes) for the shape, once per eta (twice under a
+moving schedule), against O(H modes) per round stepped exactly.
 beta > 0: the per-mode state (R, C, V) has a 3 x 3 round map (complex eigenvalues for underdamped modes),
 which the driver's real diagonal affine form cannot hold: these runs are stepped exactly. The driver offers
 blocks to every module with an ``affine``, so for beta > 0 ``affine`` steps the block exactly itself and hands
 it over as the constant map s <- s_end (am1 = -1, f = s_end, h = 0: the driver's block formula applies it
 exactly for any length), locating the block by the round counter (k = H x rounds done, length 2 (t - k) + 1
 from the middle step t; a t that does not fit raises). Result: equal to method="exact" (tests), same cost.
-Measured accuracy of the blocks (hd.solve vs method="exact", max relative error of the excess risk over a
-log grid, delta = 0.01): see "Checks" below.
+Where blocks start: the driver's Python block path starts them H ceil(max(16, 2e5/modes)/delta) inner steps
+after the start or a breakpoint (1.6e5 at H = 8, d = 1000; 1.3e6 at H = 64), because its cost model counts an
+update as one mode step while an LA-DiLoCo update is H (see benchmarks/bench_la_diloco.py (iv)).
+Measured accuracy: see "Checks" below.
 
 Stability (note §3.4, L6, exact): per mode the outer map A_j on (R, C, V) with the multiplicative noise
 n -> m_j R, m_j = (a^(H) - q^2)/M, kept inside; chi_j = [(I - A_j)^{-1} b]_R with b = (alpha^2, -alpha, 1)
@@ -105,6 +108,16 @@ crossing** going up from eta = 0+ (a 400-point geometric scan, then bisection on
 specrad Kbar < 1 is done as an M-matrix test (one linear solve), which makes H = 400 thresholds affordable.
 
 Checks (tests/test_la_diloco.py, benchmarks/la_diloco_checks.py, 2-core CPU):
+* block form: the round identity (own shape) vs ``la_exact_rounds`` <= 9.1e-15 relative per mode (60 random
+  cases, H up to 64, mu 0 and > 0; test 1e-13); 1 + am1 = (L6)'s D to 1e-12. Blocks vs method="exact" (max
+  relative error of the excess risk on a 20-per-decade grid, delta = 0.01, power law d = 1000, lambda_j = j^-2,
+  2^21 inner steps, H = 8 unless said; alpha 0.3-1.9, M 1-8, B 1-2, mu 0/0.3/0.5, H = 3, 4, 8, 64):
+  constant lr at 0.95 eta*: 3e-8 to 1.6e-6 noiseless, 5e-5 to 7.5e-5 onto a sigma = 0.01 floor;
+  WarmupCosine(1000, 3e6, 0.01) at 0.95 eta*: <= 9.6e-4 (alpha 1.9; 3.9e-4 alpha 1, 4.5e-4 M 4 alpha 1.5);
+  PowerDecay(1, 1e4): <= 7.8e-6; H = 64 (2^22, cosine): 1.0e-4, 6.0e-4 (alpha 1.9); 0.5 eta*: <= 7.5e-5;
+  isotropic d = 1000 with PowerDecay(1, 1e3), 2^29 steps: 1.1e-4 (SGD's own block error there 4.3e-5).
+  Before the shape was read ahead: 1.3e-2 (alpha >= 1, constant lr). beta > 0 blocks: equal to exact to 4e-15
+  (constant) / 1.3e-13 (cosine). Cost: benchmarks/bench_la_diloco.py (iv);
 * SGD reductions (M = H = alpha = 1; M = alpha = 1 at any H, with a piecewise schedule moving inside rounds;
   H = 1 = SGD(alpha eta, MB); mu irrelevant at H = 1): max relative difference 0 to 2.2e-16 (test: <= 1e-12);
 * a full d x d second-moment recursion written from §1.1 (dense rotated K, no eigenbasis, no diagonal
@@ -843,8 +856,9 @@ class LADiLoCoTheory(Theory):
 
     def _coefficients(self, st, opt, eta):
         """(am1, f, h) of one round at inner step eta (``round_coefficients``) with the worker-risk shape read
-        ``ahead`` exact rounds into the block (at the eta of the block's first call, reused for the other times
-        of a moving schedule); round operators cached per eta."""
+        ``ahead`` exact rounds at eta into the block; round operators cached per eta. Under a moving schedule the
+        shape is read at each eta asked for (block middle and end): reading the middle's shape for the end too
+        left 2.8e-3 instead of 3.9e-4 (cosine, 0.95 eta*, alpha = 1), the fast modes following the lr."""
         c = st.consts
         cache = c["parts"]
         P = cache.get(eta)
