@@ -5,13 +5,18 @@
       and without momentum: the note's O(d) per inner step says the ratio stays O(1) in H;
 (ii)  (L6) threshold cost (hd.stability_threshold) vs H;
 (iii) theory vs a JAX simulation of the same problem and horizon (M = 4, H = 8): time ratio, and the
-      simulation's agreement with the theory.
+      simulation's agreement with the theory;
+(iv)  long horizons: hd.solve cost per inner step at 1e4 and 1e6 inner steps, before (method="exact", the
+      only path before the block form) and after (method="auto": blocks over many rounds, module docstring
+      "Block form"), against SGD's curve (method="auto") on the same problem and horizon; with the largest
+      relative difference auto vs exact.
 
-Usage: python benchmarks/bench_la_diloco.py [--quick] [--seeds N] [--d D]
+Usage: python benchmarks/bench_la_diloco.py [--quick] [--seeds N] [--d D] [--only-long] [--what-if]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -33,8 +38,12 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seeds", type=int, default=64)
     ap.add_argument("--d", type=int, default=1000)
+    ap.add_argument("--only-long", action="store_true", help="run (iv) only")
+    ap.add_argument("--what-if", action="store_true", help="(iv) also with the proposed driver change")
     args = ap.parse_args()
     d = args.d
+    if args.only_long:
+        return long_horizons(d, args.quick, args.what_if)
     prob = hd.powerlaw(d, 1.0, 0.5, noise=hd.Gaussian(0.1))
     steps = 2**14 if args.quick else 2**17
     print(f"(i) theory cost per inner step, d = {d}, {steps} inner steps (exact stepping)")
@@ -82,6 +91,70 @@ def main():
     print(f"    theory {t_th:.3f} s (incl. threshold status check), simulation {t_sim:.2f} s "
           f"({args.seeds} seeds x {opt.workers} workers, {sim.meta['device']}): ratio {t_sim / t_th:.0f}x")
     print(f"    {rep.summary()}")
+    long_horizons(d, args.quick, args.what_if)
+
+
+def long_horizons(d, quick, what_if=False):
+    """(iv): stepping cost per inner step, exact vs blocks, against SGD's curve. The final status check of
+    hd.solve (the (L6) threshold, ~0.1 s for LA-DiLoCo at d = 1000) is timed apart and subtracted, so the numbers
+    are the stepping alone. ``what_if``: also with the driver's Python-block threshold PY_BLOCK_COST divided by H
+    (the driver change the LA-DiLoCo module docstring proposes: an update spans H inner steps, so blocks pay off
+    H times earlier), set in this process only."""
+    from hdtheory import driver
+
+    prob = hd.powerlaw(d, 1.0, 0.5, noise=hd.Gaussian(1e-2))
+    horizons = (10_240, 1_000_000) if not quick else (10_240, 262_144)
+    print(f"(iv) long horizons, power law d = {d}, sigma = 0.01, lr = 0.9 eta*: stepping cost in ns per inner step "
+          f"(status threshold check subtracted); x = ratio to SGD's curve (method auto) at the same horizon")
+    cases = [(1, "M 4", dict(workers=4, outer_lr=1.5)), (8, "LA", dict(outer_lr=0.5)),
+             (8, "M 4", dict(workers=4, outer_lr=1.0)), (8, "M 4 mu .5", dict(workers=4, inner_momentum=0.5)),
+             (8, "M 4 a 1.9", dict(workers=4, outer_lr=1.9)),
+             (8, "M 4 Nest .6", dict(workers=4, outer_momentum=0.6, nesterov=True)),
+             (64, "M 4", dict(workers=4, outer_lr=1.0))]
+    scenarios = [("driver as is", None)] + ([("what-if: PY_BLOCK_COST / H", True)] if what_if else [])
+    py_cost = driver.PY_BLOCK_COST
+    for title, wi in scenarios:
+        print(f"  [{title}]")
+        for sname in ("constant", "cosine"):
+            for H, label, kw in cases:
+                driver.PY_BLOCK_COST = py_cost / H if wi else py_cost
+                base = hd.LADiLoCo(1.0, inner_steps=H, **kw)
+                lr = 0.9 * hd.stability_threshold(prob, base)
+                for steps in horizons:
+                    sc = hd.WarmupCosine(steps // 100, steps, 0.01) if sname == "cosine" else None
+                    opt = dataclasses.replace(base, lr=lr, schedule=sc)
+                    sgd = hd.SGD(0.9 * hd.stability_threshold(prob, hd.SGD(1.0)), schedule=sc)
+                    g = hd.step_grid(steps - steps % H, multiple_of=H, per_decade=10)
+                    k = int(g[-1])
+                    hd.solve(prob, opt, grid=g[:4])  # compile
+                    rep = 3 if steps < 10**5 else 1
+                    t_thr = best_of(lambda: hd.stability_threshold(prob, dataclasses.replace(opt, schedule=None)), 3)
+                    driver.PY_BLOCK_COST = py_cost  # SGD (span 1) is not affected by the what-if
+                    t_sgd = best_of(lambda: hd.solve(prob, sgd, grid=g), repeat=3)
+                    driver.PY_BLOCK_COST = py_cost / H if wi else py_cost
+                    out = {}
+                    t_ex = best_of(lambda: out.update(ex=hd.solve(prob, opt, grid=g, method="exact")), rep) - t_thr
+                    t_au = best_of(lambda: out.update(au=hd.solve(prob, opt, grid=g)), rep) - t_thr
+                    ex, au = out["ex"], out["au"]
+                    err = float(np.max(np.abs(au.excess_risk / ex.excess_risk - 1)))
+                    print(f"    {sname:8s} H = {H:2d} {label:11s} {k:>9,d} steps: exact {t_ex / k * 1e9:7.1f} ns "
+                          f"({t_ex / t_sgd:6.1f} x), blocks {t_au / k * 1e9:7.1f} ns ({t_au / t_sgd:6.1f} x), "
+                          f"SGD {t_sgd / k * 1e9:6.2f} ns; auto vs exact {err:.1e}", flush=True)
+        for steps in (10**8,):
+            H = 8
+            driver.PY_BLOCK_COST = py_cost / H if wi else py_cost
+            base = hd.LADiLoCo(1.0, inner_steps=H, workers=4, outer_lr=1.0)
+            opt = base.with_lr(0.9 * hd.stability_threshold(prob, base))
+            g = hd.step_grid(steps, multiple_of=H, per_decade=10)
+            t_thr = best_of(lambda: hd.stability_threshold(prob, opt), 3)
+            t_au = best_of(lambda: hd.solve(prob, opt, grid=g), 2) - t_thr
+            driver.PY_BLOCK_COST = py_cost
+            sgd = hd.SGD(0.9 * hd.stability_threshold(prob, hd.SGD(1.0)))
+            t_sgd = best_of(lambda: hd.solve(prob, sgd, grid=g), repeat=3)
+            print(f"    constant H =  8 M 4 {steps:>11,d} steps: blocks {t_au:.2f} s ({t_au / t_sgd:5.1f} x SGD's "
+                  f"{t_sgd:.3f} s; exact stepping: ~{steps * d * 1.4e-9:.0f} s at 1.4 ns per mode and inner step)",
+                  flush=True)
+    driver.PY_BLOCK_COST = py_cost
 
 
 if __name__ == "__main__":

@@ -38,12 +38,60 @@ the sum over the merged modes, so only the additive noise carries m_j, as for SG
   Z = beta^3 V + beta (1+2beta) u C + (1+beta)(u^2 R + n): R' = R - 2 alpha Y + alpha^2 W, C' = X - alpha Z.
 
 Each (L4) line was re-derived here from §1.1 (E[Delta e] = u R, E[Delta v] = u C, E[Delta^2] = u^2 R + n) and
-agrees with the note. State layout: s = [R (n_modes), C, V] (component-major; C, V only when beta > 0);
-readout E = sigma^2 + lambda . R. One ``exact`` update = one round = H inner steps at the per-inner-step step
-sizes the driver passes (``lr_seq``); cost O(modes) per inner step, like SGD (the H worker risks E_w^(h) are
-independent moments, so a round cannot be done exactly in O(modes), note §2.2). No ``affine`` form: the round
-map is driven by the H worker risks, not by E alone, so the block integrator does not apply exactly (an
-O(d)-per-round approximation measured 14% errors near the edge, note §2.2); curves are stepped exactly.
+agrees with the note. State layout: s = [R (n_modes)] for beta = 0, [R, C, V, rounds done] for beta > 0
+(component-major; the round counter is used by the beta > 0 blocks below); readout E = sigma^2 + lambda . R. One
+``exact`` update = one round = H inner steps at the per-inner-step step sizes the driver passes (``lr_seq``);
+cost O(modes) per inner step, like SGD (the H worker risks E_w^(h) are independent moments, so a round cannot be
+done exactly in O(modes), note §2.2).
+
+Block form (long horizons, beta = 0; derived here from (L2)/§2.4 and (L3)). The worker chain is linear, so
+r^(H) = a^(H) R + sum_s i^(H-1-s) E_w^(s) (a^(h), i^(m) as in "Stability" below), and its risks satisfy
+E_w^(g) = p_g + sum_{s<g} L_gs E_w^(s) with p_g = sigma^2 + sum_i lambda_i a_i^(g) R_i (p_0 = E) and
+L_gs = sum_i lambda_i i_i^(g-1-s), i.e. E_w = (I - L)^{-1} p. One round is therefore exactly
+
+    R_j' = D_j R_j + sum_{g<H} resp_gj p_g,      D = (1 - alpha u)^2 + alpha^2 (a^(H) - q^2)/M,
+
+resp_g = (alpha^2/M) sum_s i^(H-1-s) [(I - L)^{-1}]_sg: the round-end response of R_j to a unit source in E_w
+at inner step g, the worker's own noise feedback included. The chain is time-invariant at constant eta, so
+resp_g is the chain H - g steps after a unit source at step 0 (``la_round_parts``, O(H modes) for all g).
+Checked against ``la_exact_rounds``: <= 1e-14 relative per mode (mu = 0 and > 0, H up to 64; test 1e-13).
+The H readouts p_g are independent moments, so a block of many rounds needs them along the block. Written as
+p_g = sigma^2 + rho_g (E - sigma^2), g >= 1, with the worker-risk *shape* rho held over a block, the round is
+the driver's per-mode step s <- (1 + am1) s + f + h E with
+
+    am1 = D - 1 = alpha u (alpha u - 2) + alpha^2 v / M,   h = resp_0 + sum_g rho_g resp_g,
+    f = sigma^2 sum_g (1 - rho_g) resp_g,
+
+(am1 without cancellation: u = 1 - q is accumulated as a sum, v = a^(H) - q^2 propagated directly), and the
+driver interpolates E and solves its end value as for SGD. The shape is a ratio of moments of the same slowly
+evolving state and is re-read every block; the coefficients depend on the state, hence
+``scalar_dependent = True`` (the driver re-evaluates them per block; ``scalars`` itself is not used). With
+rho = the shape of the round's own start state the step is the exact round.
+Which state gives the shape: the block's start state makes the scheme unstable near the threshold when the
+modes that shape the worker risks relax slowly per round (alpha >= 1): it carries a transient left by the
+previous block, which the true dynamics damp within a few rounds but a held shape keeps for the whole block,
+and its feedback on the same modes grew the error x1.5 per block (1.3e-2 at 0.95 eta*, alpha = 1, M = 1,
+constant lr, power law d = 1000, 2^21 inner steps). The shape is therefore read from the state ``ahead``
+exact rounds into the block (``round_parts``: the transient of every mode with a^(H-1) <= 1/2 damped to
+SHAPE_DAMP = 3%, 2 <= ahead <= 64 rounds; e.g. 2 at alpha = 1, 17 at alpha = 1.9, where 2 rounds still left
+1.3e-2). Relaxing those modes with E held fixed instead (no extra exact rounds) removed their lag behind a
+decaying E and left a 5e-3 bias; the exact rounds keep it.
+Step time: a round "at step time t" applies lr(t) at all its H inner steps; the driver passes the middle step
+of a block (the mean of its rounds' centres) and, under a moving schedule, per-mode memory centres (the
+coefficients are then evaluated at the block's middle and at the largest memory centre and interpolated
+linearly in t, as clipped_sgd.py does, the shape read at each of the two). Cost per block: the round operators
+(O(H modes), cached per eta), ``ahead`` exact rounds and O(H modes) for the shape, once per eta (twice under a
+moving schedule), against O(H modes) per round stepped exactly.
+beta > 0: the per-mode state (R, C, V) has a 3 x 3 round map (complex eigenvalues for underdamped modes),
+which the driver's real diagonal affine form cannot hold: these runs are stepped exactly. The driver offers
+blocks to every module with an ``affine``, so for beta > 0 ``affine`` steps the block exactly itself and hands
+it over as the constant map s <- s_end (am1 = -1, f = s_end, h = 0: the driver's block formula applies it
+exactly for any length), locating the block by the round counter (k = H x rounds done, length 2 (t - k) + 1
+from the middle step t; a t that does not fit raises). Result: equal to method="exact" (tests), same cost.
+Where blocks start: the driver's Python block path starts them H ceil(max(16, 2e5/modes)/delta) inner steps
+after the start or a breakpoint (1.6e5 at H = 8, d = 1000; 1.3e6 at H = 64), because its cost model counts an
+update as one mode step while an LA-DiLoCo update is H (see benchmarks/bench_la_diloco.py (iv)).
+Measured accuracy: see "Checks" below.
 
 Stability (note §3.4, L6, exact): per mode the outer map A_j on (R, C, V) with the multiplicative noise
 n -> m_j R, m_j = (a^(H) - q^2)/M, kept inside; chi_j = [(I - A_j)^{-1} b]_R with b = (alpha^2, -alpha, 1)
@@ -60,6 +108,16 @@ crossing** going up from eta = 0+ (a 400-point geometric scan, then bisection on
 specrad Kbar < 1 is done as an M-matrix test (one linear solve), which makes H = 400 thresholds affordable.
 
 Checks (tests/test_la_diloco.py, benchmarks/la_diloco_checks.py, 2-core CPU):
+* block form: the round identity (own shape) vs ``la_exact_rounds`` <= 9.1e-15 relative per mode (60 random
+  cases, H up to 64, mu 0 and > 0; test 1e-13); 1 + am1 = (L6)'s D to 1e-12. Blocks vs method="exact" (max
+  relative error of the excess risk on a 20-per-decade grid, delta = 0.01, power law d = 1000, lambda_j = j^-2,
+  2^21 inner steps, H = 8 unless said; alpha 0.3-1.9, M 1-8, B 1-2, mu 0/0.3/0.5, H = 3, 4, 8, 64):
+  constant lr at 0.95 eta*: 3e-8 to 1.6e-6 noiseless, 5e-5 to 7.5e-5 onto a sigma = 0.01 floor;
+  WarmupCosine(1000, 3e6, 0.01) at 0.95 eta*: <= 9.6e-4 (alpha 1.9; 3.9e-4 alpha 1, 4.5e-4 M 4 alpha 1.5);
+  PowerDecay(1, 1e4): <= 7.8e-6; H = 64 (2^22, cosine): 1.0e-4, 6.0e-4 (alpha 1.9); 0.5 eta*: <= 7.5e-5;
+  isotropic d = 1000 with PowerDecay(1, 1e3), 2^29 steps: 1.1e-4 (SGD's own block error there 4.3e-5).
+  Before the shape was read ahead: 1.3e-2 (alpha >= 1, constant lr). beta > 0 blocks: equal to exact to 4e-15
+  (constant) / 1.3e-13 (cosine). Cost: benchmarks/bench_la_diloco.py (iv);
 * SGD reductions (M = H = alpha = 1; M = alpha = 1 at any H, with a piecewise schedule moving inside rounds;
   H = 1 = SGD(alpha eta, MB); mu irrelevant at H = 1): max relative difference 0 to 2.2e-16 (test: <= 1e-12);
 * a full d x d second-moment recursion written from §1.1 (dense rotated K, no eigenbasis, no diagonal
@@ -251,6 +309,73 @@ def la_exact_rounds(lam, mult, s, lr_seq, H, inv_b, sigma2, cap, inv_m, alpha, b
         if not (E <= cap):
             return (t + 1) * H
     return rounds * H
+
+
+@nb.njit(cache=True)
+def la_round_parts(lam, mult, eta, H, inv_b, inv_m, alpha, mu, am1, A, resp):
+    """Operators of one round at a constant inner step eta, beta = 0 (module docstring, "Block form"):
+
+    am1[j]    = D_j - 1 = alpha u (alpha u - 2) + alpha^2 v / M, formed without cancellation: u = 1 - q is
+                accumulated as a sum (u' = u + eta lambda q for mu = 0, u' = u + eta b' for mu > 0) and
+                v = a^(H) - q^2 (the worker's noise variance per unit start variance) is propagated directly;
+    A[g, j]   = lambda_j a_j^(g), g < H, so that the readouts are p_g = sigma^2 + A[g] . R (p_0 = E);
+    resp[g, j] = what a unit of p_g adds to R_j after the round: alpha^2/M times the worker variance of mode j
+                at the end of the round after a unit source in E_w at inner step g, with the worker's own noise
+                feedback E_w <- E_w + sum_i lambda_i w_i inside the round. The inner chain is time-invariant at
+                constant eta, so resp[g] is the chain H - g steps after a unit source at step 0 (one O(H n) pass
+                instead of H)."""
+    n = lam.shape[0]
+    for j in range(n):
+        lj = lam[j]
+        qw = 1.0
+        qb = 0.0
+        u = 0.0
+        cww = 0.0
+        cwm = 0.0
+        cmm = 0.0
+        for g in range(H):
+            A[g, j] = lj * (qw * qw + cww)
+            if mu == 0.0:
+                x = eta * lj
+                cww = (1.0 - x) * (1.0 - x) * cww + x * x * inv_b * (cww + qw * qw)
+                u += qw * x
+                qw *= 1.0 - x
+            else:
+                N = lj * lj * inv_b * (cww + qw * qw)
+                mmn = mu * mu * cmm + 2.0 * mu * lj * cwm + lj * lj * cww + N
+                X = mu * cwm + lj * cww
+                cww = cww - 2.0 * eta * X + eta * eta * mmn
+                cwm = X - eta * mmn
+                cmm = mmn
+                qbn = mu * qb + lj * qw
+                u += eta * qbn
+                qw -= eta * qbn
+                qb = qbn
+        au = alpha * u
+        am1[j] = au * (au - 2.0) + alpha * alpha * inv_m * cww
+    ww = np.zeros(n)
+    wm = np.zeros(n)
+    mm = np.zeros(n)
+    c = alpha * alpha * inv_m
+    for k in range(H):
+        Ew = 1.0 if k == 0 else 0.0
+        for j in range(n):
+            Ew += lam[j] * ww[j]
+        for j in range(n):
+            lj = lam[j]
+            if mu == 0.0:
+                x = eta * lj
+                ww[j] = (1.0 + x * (-2.0 + (1.0 + inv_b) * x)) * ww[j] + eta * eta * inv_b * mult[j] * lj * Ew
+            else:
+                N = lj * lj * inv_b * ww[j] + mult[j] * lj * inv_b * Ew
+                mmn = mu * mu * mm[j] + 2.0 * mu * lj * wm[j] + lj * lj * ww[j] + N
+                X = mu * wm[j] + lj * ww[j]
+                ww[j] = ww[j] - 2.0 * eta * X + eta * eta * mmn
+                wm[j] = X - eta * mmn
+                mm[j] = mmn
+        row = H - 1 - k
+        for j in range(n):
+            resp[row, j] = c * ww[j]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -636,29 +761,195 @@ def worker_noise(problem, opt) -> WorkerNoise:
 # ----------------------------------------------------------------------------------------------------------
 
 
+#: the worker-risk shape of a block is read from the state a few exact rounds into the block, enough for the
+#: transient of the modes that shape the worker risks to decay to SHAPE_DAMP of its start (module docstring,
+#: "Block form"); at least SHAPE_AHEAD_MIN and at most SHAPE_AHEAD_MAX rounds
+SHAPE_DAMP = 0.03
+SHAPE_AHEAD_MIN = 2
+SHAPE_AHEAD_MAX = 64
+
+
+@dataclass
+class RoundParts:
+    """``la_round_parts`` at one eta (module docstring, "Block form")."""
+
+    am1: np.ndarray    # (n,)    D - 1
+    A: np.ndarray      # (H, n)  lambda a^(g)
+    resp: np.ndarray   # (H, n)  response of R' to a unit p_g
+    rsum: np.ndarray   # (n,)    sum_{g >= 1} resp[g]
+    ahead: int         #         exact rounds into a block at which the shape is read
+
+
+def round_parts(lam, mult, eta, opt) -> RoundParts:
+    """Operators of one beta = 0 round at a constant inner step eta (``la_round_parts``) and the number of
+    rounds ``ahead``: the smallest m in [SHAPE_AHEAD_MIN, SHAPE_AHEAD_MAX] with D_j^m <= SHAPE_DAMP for every
+    mode that shapes the worker risks (a_j^(H-1) <= 1/2: it loses half its weight in E_w within a round)."""
+    lam = np.ascontiguousarray(lam, dtype=np.float64)
+    mult = np.ascontiguousarray(mult, dtype=np.float64)
+    n, H = lam.shape[0], opt.inner_steps
+    am1, A, resp = np.empty(n), np.empty((H, n)), np.empty((H, n))
+    la_round_parts(lam, mult, float(eta), H, 1.0 / opt.batch, 1.0 / opt.workers, opt.outer_lr,
+                   opt.inner_momentum, am1, A, resp)
+    ahead = SHAPE_AHEAD_MIN
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shaping = (A[H - 1] <= 0.5 * lam) & (lam > 0)
+        if H > 1 and np.any(shaping):
+            D = float(np.max(np.abs(1.0 + am1[shaping])))
+            if not D < 1.0:
+                ahead = SHAPE_AHEAD_MAX
+            elif D > 0.0:
+                ahead = int(min(max(math.ceil(math.log(SHAPE_DAMP) / math.log(D)), SHAPE_AHEAD_MIN),
+                                SHAPE_AHEAD_MAX))
+    return RoundParts(am1, A, resp, resp[1:].sum(axis=0), ahead)
+
+
+def round_coefficients(P: RoundParts, lam, R, sigma2, R_shape=None):
+    """(am1, f, h) with R' = (1 + am1) R + f + h E for one beta = 0 round: p_0 = E and p_g = sigma^2 + rho_g
+    (E - sigma^2), g >= 1, with the worker-risk shape rho_g = A_g . R_s / lambda . R_s of R_s = ``R_shape``
+    (default R); h = resp_0 + sum_g rho_g resp_g, f = sigma^2 sum_g (1 - rho_g) resp_g. With R_shape = R this
+    is the exact round (tests: <= 1e-13 vs ``la_exact_rounds``)."""
+    if P.A.shape[0] == 1:
+        return P.am1, np.zeros_like(P.am1), P.resp[0]
+    Rs = R if R_shape is None else R_shape
+    ex = float(lam @ Rs)  # E - sigma^2, without the cancellation
+    rho = P.A[1:] @ Rs / ex if ex > 0 else np.ones(P.A.shape[0] - 1)  # R_s = 0: any shape, same forcing
+    shaped = rho @ P.resp[1:]
+    return P.am1, sigma2 * (P.rsum - shaped), P.resp[0] + shaped
+
+
 class LADiLoCoTheory(Theory):
     span = 1
-    scalar_dependent = False
+    #: the block coefficients depend on the state (the worker-risk shape), so the driver must not cache them
+    scalar_dependent = True
 
     def steps_per_update(self, opt) -> int:
         return opt.inner_steps
 
     def init(self, problem, opt) -> ModeState:
+        """State: beta = 0: R (n modes); beta > 0: [R, C, V, rounds done] (the round counter lets ``affine``
+        know where a block starts, see ``_exact_block``); readout E = sigma^2 + lambda . R."""
         lam, s0, mult = problem.spectral_modes(merge=True)
         n = lam.shape[0]
-        p = 3 if opt.outer_momentum > 0 else 1
-        s = np.zeros(p * n)
+        mom = opt.outer_momentum > 0
+        size = 3 * n + 1 if mom else n
+        s = np.zeros(size)
         s[:n] = s0
-        W = np.zeros((1, p * n))
+        W = np.zeros((1, size))
         W[0, :n] = lam
         return ModeState(s=s, W=W, c0=np.array([problem.sigma2]), sigma2=problem.sigma2,
-                         consts={"lam": lam, "mult": mult})
+                         consts={"lam": lam, "mult": mult, "parts": {}, "last": None, "ahead": None,
+                                 "exact_block": None})
 
     def exact(self, state, opt, k0, lr_seq, cap):
         c = state.consts
-        return int(la_exact_rounds(c["lam"], c["mult"], state.s, lr_seq, opt.inner_steps, 1.0 / opt.batch,
+        n = c["lam"].shape[0]
+        mom = opt.outer_momentum > 0
+        s = state.s[:3 * n] if mom else state.s
+        done = int(la_exact_rounds(c["lam"], c["mult"], s, lr_seq, opt.inner_steps, 1.0 / opt.batch,
                                    state.sigma2, cap, 1.0 / opt.workers, opt.outer_lr, opt.outer_momentum,
                                    opt.nesterov, opt.inner_momentum))
+        if mom:
+            state.s[3 * n] += done // opt.inner_steps
+        return done
+
+    # ------------------------------------------------------------------------------------------ block form
+
+    def _coefficients(self, st, opt, eta):
+        """(am1, f, h) of one round at inner step eta (``round_coefficients``) with the worker-risk shape read
+        ``ahead`` exact rounds at eta into the block; round operators cached per eta. Under a moving schedule the
+        shape is read at each eta asked for (block middle and end): reading the middle's shape for the end too
+        left 2.8e-3 instead of 3.9e-4 (cosine, 0.95 eta*, alpha = 1), the fast modes following the lr."""
+        c = st.consts
+        cache = c["parts"]
+        P = cache.get(eta)
+        if P is None:
+            if len(cache) >= 8:  # a moving schedule asks for new etas every block
+                cache.clear()
+            P = cache[eta] = round_parts(c["lam"], c["mult"], eta, opt)
+        Rs = None
+        if opt.inner_steps > 1:
+            ah = c["ahead"]
+            if ah is not None and ah[0] == eta and np.array_equal(ah[1], st.s):
+                Rs = ah[2]
+            else:
+                Rs = st.s.copy()
+                la_exact_rounds(c["lam"], c["mult"], Rs, np.full(P.ahead * opt.inner_steps, eta), opt.inner_steps,
+                                1.0 / opt.batch, st.sigma2, np.inf, 1.0 / opt.workers, opt.outer_lr, 0.0, False,
+                                opt.inner_momentum)
+                c["ahead"] = (eta, st.s.copy(), Rs)
+        return round_coefficients(P, c["lam"], st.s, st.sigma2, Rs)
+
+    def affine(self, state, opt, t, scalars):
+        """Per-round affine map s <- (1 + am1) s + f + h E for the driver's blocks (module docstring, "Block
+        form"); ``t`` is the step time whose lr the round uses at all its H inner steps: the driver passes the
+        middle step t_mid of a block, then, under a moving schedule, per-mode memory centres t_j in
+        [t_mid, block end] (up to rounding), where the coefficients are evaluated at t_mid and max t_j and
+        interpolated linearly in t (as clipped_sgd.py does). ``scalars`` is not used: the shape is read from
+        ``state.s`` (the block's start). Results are memoised per block start, so the driver's corrector passes
+        cost nothing. beta > 0: ``_exact_block``."""
+        if opt.outer_momentum > 0:
+            return self._exact_block(state, opt, t)
+        tt = np.asarray(t, dtype=np.float64)
+        memo = state.consts["last"]
+        if memo is None or not np.array_equal(memo[0], state.s):
+            memo = state.consts["last"] = (state.s.copy(), {})
+        key = tt.tobytes()
+        out = memo[1].get(key)
+        if out is not None:
+            return out
+        if tt.ndim == 0:
+            out = self._coefficients(state, opt, float(opt.lr_at(tt)))
+            memo[1]["mid"] = (float(tt), out)
+        else:
+            lo, hi = memo[1].get("mid", (float(tt.min()), None))[0], float(tt.max())
+            c0 = memo[1]["mid"][1] if "mid" in memo[1] else self._coefficients(state, opt, float(opt.lr_at(lo)))
+            if hi > lo:
+                c1 = self._coefficients(state, opt, float(opt.lr_at(hi)))
+                x = (tt - lo) / (hi - lo)
+                c0 = tuple(v0 + (v1 - v0) * x for v0, v1 in zip(c0, c1))
+            out = c0
+        memo[1][key] = out
+        return out
+
+    def _exact_block(self, st, opt, t):
+        """beta > 0 (per-mode state (R, C, V) under a 3 x 3 map: no diagonal affine form): the block is stepped
+        exactly here and handed to the driver as the constant map s <- s_end (am1 = -1, f = s_end, h = 0, which
+        the driver's block formula applies exactly for any block length), the round counter as s <- s + 1.
+        The block is [k, k + n) with k = H x (rounds done) and n = 2 (t - k) + 1, t the middle step the driver
+        passes; per-mode times (moving schedules) reuse the block just computed. The rounds are stepped with
+        checkpoints at nu >> j rounds, so a block the driver halves (step-size control) costs nothing more."""
+        n = st.consts["lam"].shape[0]
+        H = opt.inner_steps
+        k0 = int(round(float(st.s[3 * n]))) * H
+        tt = np.asarray(t, dtype=np.float64)
+        blk = st.consts["exact_block"]
+        if tt.ndim:
+            if blk is None or blk[0] != k0 or blk[2] is None:
+                raise RuntimeError("LA-DiLoCo exact block: per-mode times before the block's middle step")
+            return blk[2]
+        steps = 2.0 * (float(tt) - k0) + 1.0
+        nu = int(round(steps / H))
+        if nu < 1 or abs(steps - nu * H) > 1e-6:
+            raise RuntimeError(f"LA-DiLoCo exact block: t = {float(tt)} is not the middle step of a block of whole "
+                               f"rounds starting at step {k0} (driver time convention changed?)")
+        if blk is None or blk[0] != k0 or nu not in blk[1]:
+            c = st.consts
+            marks = sorted({nu >> j for j in range(nu.bit_length())})
+            lr_seq = np.ascontiguousarray(opt.lr_at(np.arange(k0, k0 + nu * H)), dtype=np.float64)
+            s = st.s[:3 * n].copy()
+            states, done = {}, 0
+            for m in marks:
+                la_exact_rounds(c["lam"], c["mult"], s, lr_seq[done * H:m * H], H, 1.0 / opt.batch, st.sigma2,
+                                np.inf, 1.0 / opt.workers, opt.outer_lr, opt.outer_momentum, opt.nesterov,
+                                opt.inner_momentum)
+                states[m] = np.append(s, 1.0)
+                done = m
+            blk = [k0, states, None]
+        am1 = np.full(3 * n + 1, -1.0)
+        am1[-1] = 0.0
+        blk[2] = (am1, blk[1][nu], np.zeros(3 * n + 1))
+        st.consts["exact_block"] = blk
+        return blk[2]
 
     def threshold(self, problem, opt) -> float:
         """First crossing of (L6) in the base lr (see the module docstring), divided by the schedule's peak."""
