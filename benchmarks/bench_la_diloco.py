@@ -96,16 +96,21 @@ def main():
 
 def long_horizons(d, quick, what_if=False):
     """(iv): stepping cost per inner step, exact vs blocks, against SGD's curve. The final status check of
-    hd.solve (the (L6) threshold, ~0.1 s for LA-DiLoCo at d = 1000) is cached by solve per problem and
-    optimizer and primed before timing, so the numbers are the stepping alone. ``what_if``: also with the driver's Python-block threshold PY_BLOCK_COST divided by H
+    hd.solve (the stability threshold: 0.1 s to seconds for LA-DiLoCo at d = 1000, growing with H) is switched
+    off for both optimizers while timing (their ``threshold`` returns inf in this process), so the numbers are
+    the stepping alone. ``what_if``: also with the driver's Python-block threshold PY_BLOCK_COST divided by H
     (the driver change the LA-DiLoCo module docstring proposes: an update spans H inner steps, so blocks pay off
     H times earlier), set in this process only."""
+    import math
+
     from hdtheory import driver
+    from hdtheory.optimizers import la_diloco, sgd as sgd_module
 
     prob = hd.powerlaw(d, 1.0, 0.5, noise=hd.Gaussian(1e-2))
+    thresholds = (la_diloco.LADiLoCoTheory.threshold, sgd_module.SGDTheory.threshold)
     horizons = (10_240, 1_000_000) if not quick else (10_240, 262_144)
     print(f"(iv) long horizons, power law d = {d}, sigma = 0.01, lr = 0.9 eta*: stepping cost in ns per inner step "
-          f"(status threshold check cached); x = ratio to SGD's curve (method auto) at the same horizon")
+          f"(status threshold check off); x = ratio to SGD's curve (method auto) at the same horizon")
     cases = [(1, "M 4", dict(workers=4, outer_lr=1.5)), (8, "LA", dict(outer_lr=0.5)),
              (8, "M 4", dict(workers=4, outer_lr=1.0)), (8, "M 4 mu .5", dict(workers=4, inner_momentum=0.5)),
              (8, "M 4 a 1.9", dict(workers=4, outer_lr=1.9)),
@@ -128,13 +133,16 @@ def long_horizons(d, quick, what_if=False):
                     k = int(g[-1])
                     hd.solve(prob, opt, grid=g[:4])  # compile
                     rep = 3 if steps < 10**5 else 1
-                    t_thr = 0.0  # solve caches its status threshold check (primed by the compile call above)
-                    driver.PY_BLOCK_COST = py_cost  # SGD (span 1) is not affected by the what-if
-                    t_sgd = best_of(lambda: hd.solve(prob, sgd, grid=g), repeat=3)
-                    driver.PY_BLOCK_COST = py_cost / H if wi else py_cost
-                    out = {}
-                    t_ex = best_of(lambda: out.update(ex=hd.solve(prob, opt, grid=g, method="exact")), rep) - t_thr
-                    t_au = best_of(lambda: out.update(au=hd.solve(prob, opt, grid=g)), rep) - t_thr
+                    la_diloco.LADiLoCoTheory.threshold = sgd_module.SGDTheory.threshold = lambda *a: math.inf
+                    try:
+                        driver.PY_BLOCK_COST = py_cost  # SGD (span 1) is not affected by the what-if
+                        t_sgd = best_of(lambda: hd.solve(prob, sgd, grid=g), repeat=3)
+                        driver.PY_BLOCK_COST = py_cost / H if wi else py_cost
+                        out = {}
+                        t_ex = best_of(lambda: out.update(ex=hd.solve(prob, opt, grid=g, method="exact")), rep)
+                        t_au = best_of(lambda: out.update(au=hd.solve(prob, opt, grid=g)), rep)
+                    finally:
+                        la_diloco.LADiLoCoTheory.threshold, sgd_module.SGDTheory.threshold = thresholds
                     ex, au = out["ex"], out["au"]
                     err = float(np.max(np.abs(au.excess_risk / ex.excess_risk - 1)))
                     print(f"    {sname:8s} H = {H:2d} {label:11s} {k:>9,d} steps: exact {t_ex / k * 1e9:7.1f} ns "
@@ -146,11 +154,14 @@ def long_horizons(d, quick, what_if=False):
             base = hd.LADiLoCo(1.0, inner_steps=H, workers=4, outer_lr=1.0)
             opt = base.with_lr(0.9 * hd.stability_threshold(prob, base))
             g = hd.step_grid(steps, multiple_of=H, per_decade=10)
-            t_thr = 0.0  # solve caches its status threshold check (best of 2: the second run is cached)
-            t_au = best_of(lambda: hd.solve(prob, opt, grid=g), 2) - t_thr
-            driver.PY_BLOCK_COST = py_cost
             sgd = hd.SGD(0.9 * hd.stability_threshold(prob, hd.SGD(1.0)))
-            t_sgd = best_of(lambda: hd.solve(prob, sgd, grid=g), repeat=3)
+            la_diloco.LADiLoCoTheory.threshold = sgd_module.SGDTheory.threshold = lambda *a: math.inf
+            try:
+                t_au = best_of(lambda: hd.solve(prob, opt, grid=g), 2)
+                driver.PY_BLOCK_COST = py_cost
+                t_sgd = best_of(lambda: hd.solve(prob, sgd, grid=g), repeat=3)
+            finally:
+                la_diloco.LADiLoCoTheory.threshold, sgd_module.SGDTheory.threshold = thresholds
             print(f"    constant H =  8 M 4 {steps:>11,d} steps: blocks {t_au:.2f} s ({t_au / t_sgd:5.1f} x SGD's "
                   f"{t_sgd:.3f} s; exact stepping: ~{steps * d * 1.4e-9:.0f} s at 1.4 ns per mode and inner step)",
                   flush=True)

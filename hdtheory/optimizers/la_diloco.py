@@ -117,7 +117,15 @@ Checks (tests/test_la_diloco.py, benchmarks/la_diloco_checks.py, 2-core CPU):
   PowerDecay(1, 1e4): <= 7.8e-6; H = 64 (2^22, cosine): 1.0e-4, 6.0e-4 (alpha 1.9); 0.5 eta*: <= 7.5e-5;
   isotropic d = 1000 with PowerDecay(1, 1e3), 2^29 steps: 1.1e-4 (SGD's own block error there 4.3e-5).
   Before the shape was read ahead: 1.3e-2 (alpha >= 1, constant lr). beta > 0 blocks: equal to exact to 4e-15
-  (constant) / 1.3e-13 (cosine). Cost: benchmarks/bench_la_diloco.py (iv);
+  (constant) / 1.3e-13 (cosine);
+* cost (benchmarks/bench_la_diloco.py (iv), d = 1000, stepping only, ns per inner step): 1e6 steps, constant
+  lr, H = 8: exact 1500-1600, blocks 300-360 (SGD's curve: 13); mu = 0.5: 4600 -> 800; H = 1: 4400 -> 200;
+  cosine: 2100 -> 850 (SGD's curve: 260); 1e8 steps (H = 8): 0.42 s, exact ~140 s, SGD's curve 0.016 s.
+  At 1e6 the exact phase before blocks start (1.6e5 steps) dominates; H = 64 starts blocks only at 1.28e6.
+  With the driver's Python-block threshold divided by H (proposed): 170-280 at 1e6 (H = 8, 64), 0.28 s at 1e8.
+  Where blocks are short (a schedule moving fast, soon after they start) they can cost more than exact
+  stepping: 2.6e5 steps with a cosine over the run, 3200 vs 2000 (beta = 0), 4500 vs 2300 (beta > 0, exact
+  blocks through the driver's Python path);
 * SGD reductions (M = H = alpha = 1; M = alpha = 1 at any H, with a piecewise schedule moving inside rounds;
   H = 1 = SGD(alpha eta, MB); mu irrelevant at H = 1): max relative difference 0 to 2.2e-16 (test: <= 1e-12);
 * a full d x d second-moment recursion written from §1.1 (dense rotated K, no eigenbasis, no diagonal
