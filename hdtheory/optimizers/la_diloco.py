@@ -233,6 +233,22 @@ def SLA(lr, outer_momentum, batch=1, inner_steps=1, outer_lr=1.0, nesterov=True,
 
 
 @nb.njit(cache=True)
+def _outer_apply(R, C, V, nn, u, alpha, beta, nesterov):
+    """One outer step (L3)/(L4) given the pseudo-gradient noise variance nn, on scalars (``la_exact_rounds``)
+    or per-mode arrays (``round_operators``)."""
+    D2 = u * u * R + nn
+    Vn = beta * beta * V + 2.0 * beta * u * C + D2
+    X = beta * C + u * R
+    if nesterov:
+        b1 = 1.0 + beta
+        W = beta ** 4 * V + 2.0 * beta * beta * b1 * u * C + b1 * b1 * D2
+        Y = beta * beta * C + b1 * u * R
+        Z = beta ** 3 * V + beta * (1.0 + 2.0 * beta) * u * C + b1 * D2
+        return R - 2.0 * alpha * Y + alpha * alpha * W, X - alpha * Z, Vn
+    return R - 2.0 * alpha * X + alpha * alpha * Vn, X - alpha * Vn, Vn
+
+
+@nb.njit(cache=True)
 def la_exact_rounds(lam, mult, s, lr_seq, H, inv_b, sigma2, cap, inv_m, alpha, beta, nesterov, mu):
     """Apply len(lr_seq)/H rounds of (L2)/(§2.4) + (L3)/(L4) in place on s; lr_seq = per-inner-step eta.
     Returns the inner steps done (a multiple of H); stops after the first round whose slow E exceeds cap or
@@ -301,21 +317,7 @@ def la_exact_rounds(lam, mult, s, lr_seq, H, inv_b, sigma2, cap, inv_m, alpha, b
                 gj = 1.0 - alpha * u
                 Rn = gj * gj * R + alpha * alpha * nj
             else:
-                C = s[n + j]
-                V = s[2 * n + j]
-                D2 = u * u * R + nj
-                Vn = beta * beta * V + 2.0 * beta * u * C + D2
-                X = beta * C + u * R
-                if nesterov:
-                    b1 = 1.0 + beta
-                    W = beta ** 4 * V + 2.0 * beta * beta * b1 * u * C + b1 * b1 * D2
-                    Y = beta * beta * C + b1 * u * R
-                    Z = beta ** 3 * V + beta * (1.0 + 2.0 * beta) * u * C + b1 * D2
-                    Rn = R - 2.0 * alpha * Y + alpha * alpha * W
-                    Cn = X - alpha * Z
-                else:
-                    Rn = R - 2.0 * alpha * X + alpha * alpha * Vn
-                    Cn = X - alpha * Vn
+                Rn, Cn, Vn = _outer_apply(R, s[n + j], s[2 * n + j], nj, u, alpha, beta, nesterov)
                 s[n + j] = Cn
                 s[2 * n + j] = Vn
             s[j] = Rn
@@ -442,20 +444,6 @@ def inner_responses(lam, mult, eta, opt):
             qb = mu * qb + lam * qw
             qw = qw - eta * qb
         return a, i, qw
-
-
-def _outer_apply(R, C, V, nn, u, alpha, beta, nesterov):
-    """One outer step (L3)/(L4) on per-mode arrays given the pseudo-gradient noise variance nn."""
-    D2 = u * u * R + nn
-    Vn = beta * beta * V + 2.0 * beta * u * C + D2
-    X = beta * C + u * R
-    if nesterov:
-        b1 = 1.0 + beta
-        W = beta ** 4 * V + 2.0 * beta * beta * b1 * u * C + b1 * b1 * D2
-        Y = beta * beta * C + b1 * u * R
-        Z = beta ** 3 * V + beta * (1.0 + 2.0 * beta) * u * C + b1 * D2
-        return R - 2.0 * alpha * Y + alpha * alpha * W, X - alpha * Z, Vn
-    return R - 2.0 * alpha * X + alpha * alpha * Vn, X - alpha * Vn, Vn
 
 
 @dataclass
