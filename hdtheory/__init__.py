@@ -1,24 +1,36 @@
-"""hdtheory: deterministic high-dimensional risk curves of stochastic optimizers on streaming least
-squares (see DESIGN.md). Public API::
+"""hdtheory: deterministic high-dimensional risk curves of stochastic optimizers on streaming least squares.
 
     prob  = hd.powerlaw(d=1000, alpha=1.0, beta=0.7, noise=hd.Gaussian(0.1))
     curve = hd.solve(prob, hd.SGD(lr=0.5, batch=4), steps=10**6)
     lr_c  = hd.stability_threshold(prob, hd.SGD(lr=1.0, batch=4))
-"""
-__version__ = "0.1.0"
 
+Generic verbs live here; optimizer-specific analysis in the optimizer's namespace (``hd.clipped_sgd``,
+``hd.signsgd``, ``hd.la_diloco``, loaded on first use); theory-optimal hyperparameters in ``hd.tuning``.
+"""
+__version__ = "0.2.0"
+
+import importlib
+
+from .driver import solve
 from .grid import step_grid
 from .noise import Gaussian, NoiseLaw, Rademacher, StudentT
-from .optimizers import SGD, ClippedSGD, RelativeClip, SignSGD
-from .optimizers import clipped_sgd, signsgd  # helper namespaces: hd.signsgd.no_progress_lr, hd.clipped_sgd.*
-from .optimizers.clipped_sgd import (ClippingAdvice, ccc, clip_factors, clipping_advice, max_ccc,
-                                     max_ccc_schedule, optimal_clip, resolve_clip, stationary_risk)
-from .optimizers import LA, SLA, LADiLoCo, la_diloco
+from .optimizers import LA, SGD, SLA, ClippedSGD, LADiLoCo, RelativeClip, SignSGD
 from .problems import Problem, from_covariance, isotropic, powerlaw
 from .results import RiskCurve
 from .schedules import Constant, Piecewise, PowerDecay, Sequence, WarmupCosine
-from .driver import solve
-from .thresholds import EdgeOfStability, edge_of_stability, stability_threshold
+from .thresholds import EdgeOfStability, edge_of_stability, stability_threshold, stationary_risk, threshold_reason
+
+#: optimizer namespaces and layers above ``solve``, imported on first access (they load Numba theories)
+_LAZY = {"clipped_sgd": "hdtheory.theories.clipped_sgd", "signsgd": "hdtheory.theories.signsgd",
+         "la_diloco": "hdtheory.theories.la_diloco", "tuning": "hdtheory.tuning"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'hdtheory' has no attribute {name!r}")
 
 
 def plot(*args, **kwargs):
@@ -29,11 +41,9 @@ def plot(*args, **kwargs):
 
 
 __all__ = [
-    "ClippedSGD", "ClippingAdvice", "RelativeClip", "Sequence", "ccc", "clip_factors", "clipping_advice", "max_ccc",
-    "max_ccc_schedule", "optimal_clip", "resolve_clip", "stationary_risk",
-    "LA", "LADiLoCo", "SLA", "la_diloco",
-    "Constant", "EdgeOfStability", "Gaussian", "NoiseLaw", "Piecewise", "PowerDecay", "Problem",
-    "Rademacher", "RiskCurve", "SGD", "SignSGD", "clipped_sgd", "StudentT", "WarmupCosine", "edge_of_stability", "from_covariance",
-    "isotropic", "plot", "powerlaw", "signsgd", "solve", "stability_threshold",
-    "step_grid",
+    "ClippedSGD", "Constant", "EdgeOfStability", "Gaussian", "LA", "LADiLoCo", "NoiseLaw", "Piecewise", "PowerDecay",
+    "Problem", "Rademacher", "RelativeClip", "RiskCurve", "SGD", "SLA", "Sequence", "SignSGD", "StudentT",
+    "WarmupCosine", "clipped_sgd", "edge_of_stability", "from_covariance", "isotropic", "la_diloco", "plot",
+    "powerlaw", "signsgd", "solve", "stability_threshold", "stationary_risk", "step_grid", "threshold_reason",
+    "tuning",
 ]

@@ -1,60 +1,19 @@
 """``hd.solve``: the one driver that integrates every optimizer's deterministic equations.
 
-The driver owns the time grid, output sampling, long-horizon stepping and divergence detection;
-the optimizer's theory module (``hdtheory.optimizers``) owns the equations (see
-``hdtheory.optimizers.base``). Time stepping:
+The driver owns the record grid, long-horizon stepping, divergence and the curve's status; the optimizer's
+theory (``hdtheory.theory``) owns the equations and its state. Stepping:
 
-* exact: the module's exact step map, step by step (Numba), until blocks would be MIN_BLOCK updates
-  long (k < MIN_BLOCK/delta after the start or a schedule breakpoint), or always with ``method="exact"``;
-* blocks (``method="auto"``, modules with an affine form): about delta k steps at once with the
-  closed-form powers of the per-mode map (``hdtheory.kernels``; research/sgd.md §5.3 method 2, extended):
-  - E is interpolated geometrically across the block (exact for an exponential; the note's linear
-    interpolation is unboundedly wrong once a finite spectrum decays exponentially without a floor);
-  - the block's end value E1 is solved self-consistently (``kernels.block_solve``), not iterated to as
-    in the note's predictor + 2 correctors, which contract only by ~||K|| (3-8% errors at 97% of the
-    threshold);
-  - step-size control: a block may change log E by at most DMAX sqrt(1 - beta), else it is halved;
-  - scalar-dependent coefficients (clipped SGD, signSGD) are held at the scalars' weighted value
-    z0 + (z1 - z0)(n - 1)/(2n) (research/signsgd.md §5.3), z1 the block's end value. Default
-    (``predictor="extrapolate", correctors=1``): a first pass at z1 extrapolated from the previous block
-    (geometrically in E), then one corrector pass at that pass's z1 (2 passes per block). The note's scheme
-    is ``predictor="pass", correctors=2`` (a predictor pass at z1 = z0 and two correctors, 3 passes).
-    ``correctors=0`` with the extrapolated predictor (1 pass) is an option only: the coefficients then lag
-    the scalars and, on signSGD's V4 problem (Rademacher) at 1e7 steps, the curve limit-cycles 2.5% around
-    the floor instead of settling on it (the default: 1.6e-15);
-  - blocks never cross a record step or a schedule breakpoint; with a smooth schedule they are halved
-    until the lr changes by at most a fraction delta inside them, and each mode's forcing uses the lr
-    at the centre of its memory.
-  With fixed coefficients between breakpoints (constant or piecewise schedules, scalar-independent
-  modules) the whole block loop runs in one Numba call (``kernels.run_blocks``), block lengths being
-  powers of two so that a^n, S0, S1 are reused. Cost: O(modes) per block and ~log(steps)/delta
-  blocks, so 10^8 steps cost little more than 10^4.
-  Scalar-dependent modules with a Numba coefficient kernel (``Theory.block_kernel``: clipped SGD,
-  signSGD) run the same Python-path algorithm in one Numba call per segment between breakpoints of
-  piecewise-constant schedules (``kernels.run_blocks_scalar``; the same curve to rounding, tested);
-  smooth schedules, and modules with only a Python ``affine``, use ``_Blocks`` (one Python call per pass).
-  Measured accuracy vs the exact recursion: <= 1.0e-3 relative over 32 hard cases (isotropic,
-  linspace and power-law spectra, sigma 0..1e-2, 0.3 and 0.97 of the threshold), <= 1e-4 on power laws.
-  Scalar-dependent blocks, blocks from 16 updates: clipped SGD <= 3.4e-4 over 3 laws x B in {1, 8} x fixed
-  and relative clip (geometric spectrum), <= 5.1e-4 for relative clips at 0.3-0.97 of the threshold on
-  power-law and geometric spectra, 1.7e-3 on an isotropic one at 0.97, sigma = 0.01 (clip = inf, i.e.
-  SGD through this path: 1.6e-3, vs 8.3e-4 for the SGD loop, whose capped power-of-two blocks do better
-  there), the same with predictor="extrapolate" and correctors = 0; signSGD <= 1e-6 on the note's V2
-  setup at lr = 0.5/d, <= 1.7e-5 over lr in [0.1, 2]/d with schedules (extrapolate, correctors = 0:
-  <= 5.3e-5); research/signsgd.md V9 reports ~1e-6.
+* exact: the theory's exact step map, step by step, until blocks pay off (MIN_BLOCK updates long after the
+  start or a schedule breakpoint), or always with ``method="exact"``;
+* blocks (``method="auto"``, theories with a block form): about delta k steps at once by the closed-form
+  powers of the per-mode affine map (``hdtheory.stepping.integrate``; derivation and measured accuracy in
+  docs/derivations/blocks.md). Between breakpoints of piecewise-constant schedules one Numba call covers the
+  whole segment; under smooth schedules the driver cuts one block at a time, short enough that every schedule
+  moves by at most a fraction delta inside it.
 
-Cost (CPU time, d = 1000, default grid, ratio to an SGD curve of the same problem; benchmarks/, 2-core CPU
-under load), default (extrapolated predictor + 1 corrector): signSGD 1.8-2.2x at 1e4 steps and 2.9-3.6x at
-1e6; clipped SGD 1.9-3.0x at 1e4 (Student-t B = 1, whose factors cost ~2.5 us per evaluation: 4.3x) and
-2.5-4.1x at 1e6 (Student-t B = 1: 8.3-9.2x). The note's pass + 2 correctors: signSGD 2.1-2.5x and 3.9-5x, clipped 2.3-3.5x (5.7x)
-at 1e4; extrapolate + 0 (1 pass, see above): signSGD 1.2-1.4x and 1.6-2.1x. Before the fused loop (Python
-blocks): clipped 2.6-8x and 11-21x, signSGD 2.0-2.6x and 8-10x. A fused scalar-dependent block costs
-1 + correctors passes of ~20 ns per mode (coefficients, log1p, expm1 for a^n, block_solve) against one
-solve per block for SGD, hence the remaining gap to the 2x target (issues 4, 5) at long
-horizons. First call with a cold Numba cache: +1.4 s (clipped) and +1.6 s (signSGD) for the bound loops.
-
-Divergence (research/sgd.md §5.4): the run stops when E = 2R exceeds ``cap * max(E(0), sigma^2)``
-or stops being finite; the curve then ends at the last recorded point with status ``diverged``.
+Divergence: the run stops once the risk exceeds ``cap * max(R(0), sigma^2/2)`` or stops being finite; the
+curve then ends at the last recorded point with status ``diverged``. A run that ends at or above the
+stability threshold has status ``unstable``.
 """
 from __future__ import annotations
 
@@ -65,42 +24,34 @@ import math
 import numpy as np
 
 from . import __version__
+from .checks import check_int, check_positive
 from .grid import as_grid
-from .kernels import block_change, block_powers, block_solve, extrapolate_scalars, log_multipliers, run_blocks
-from .optimizers import theory_for
-from .optimizers.base import check_int, check_positive
-from .problems import Problem
 from .results import RiskCurve
+from .theory import FIXED, SCALARS, theory_for
 
-#: |log(E1/E0)| above which a block interpolates E geometrically (kernels.block_solve). Linear
-#: interpolation errs by ~|log(E1/E0)|^2/8 per block and these errors accumulate over an exponential
-#: decay (0.05 left 1.4% after 1e-70 of decay at 97% of the threshold), so only flat blocks stay linear.
+#: |log(E1/E0)| above which a block interpolates E geometrically (``stepping.block_solve``)
 GEO_TOL = 1e-6
-#: step-size control: a block may change log E by at most DMAX sqrt(1 - beta) (beta = the block's
-#: noise-loop gain, ~||K||), else it is halved and redone. Worst error over 32 hard cases (isotropic,
-#: linspace, power law; sigma 0..1e-2; 0.3 and 0.97 lr*): 4.2e-3 at 0.1, 1.0e-3 at 0.03, 7.7e-4 at 0.02,
-#: at the same cost on power-law benchmarks.
+#: step-size control: a block may change log E by at most DMAX sqrt(1 - beta) (beta: the block's noise-loop gain)
 DMAX = 0.03
-#: blocks take over from exact steps once they are this many updates long: a block costs ~5 passes over
-#: the modes, an exact step one pass, so shorter blocks are slower
+#: blocks take over from exact steps once they are this many updates long (a block costs a few passes over
+#: the modes, an exact update one)
 MIN_BLOCK = 16
-
-#: cost of one Python-level block (3 passes of affine + block kernels, ~150-300 us) in units of one exact
-#: per-mode update (~1 ns): blocks start once they are this many mode-updates long (measured, 2-core CPU;
-#: used only by modules without a fused loop, and under smooth schedules)
-PY_BLOCK_COST = 2e5
-
-#: a fused scalar-dependent block (kernels.run_blocks_scalar) costs 1 + correctors passes of coefficients,
-#: log1p, a^n (expm1) and block_solve, ~20 ns per mode each, vs ~1.3 ns per mode for an exact step (more for
-#: costly factors: the Student-t B = 1 clip factors add ~2.5 us to both): such blocks start once they are
-#: MIN_BLOCK_SCALAR_PASS updates per pass long (at least MIN_BLOCK): 33 updates at correctors = 2, 22 at the default 1
+#: a block of scalar-dependent coefficients costs 1 + correctors passes of ~MIN_BLOCK_SCALAR_PASS exact updates
 MIN_BLOCK_SCALAR_PASS = 11
+#: cost of one block cut by the driver (smooth schedules: a Python round trip) in per-mode exact updates
+SINGLE_BLOCK_COST = 2e5
 
 _EXACT_CHUNK = 1 << 16
 
 
-def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method: str = "auto",
-          delta: float = 0.01, correctors: int = 1, predictor: str = "extrapolate", cap: float = 1e8) -> RiskCurve:
+def _check_problem(problem):
+    if not (hasattr(problem, "sigma2") and hasattr(problem, "to_dict")):
+        raise ValueError(f"problem must be an hd problem (hd.Problem, hd.powerlaw(...), ...), "
+                         f"got {type(problem).__name__}")
+
+
+def solve(problem, opt, steps: int | None = None, *, grid=None, method: str = "auto", delta: float = 0.01,
+          correctors: int = 1, predictor: str = "extrapolate", cap: float = 1e8) -> RiskCurve:
     """Predicted expected risk of ``opt`` on ``problem`` at every step of the record grid.
 
     Parameters
@@ -110,25 +61,19 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
     grid : int array, optional
         Explicit record grid (starts at 0, strictly increasing); overrides the default.
     method : "auto" | "exact"
-        "exact" applies the exact step map at every step (cost O(modes * steps));
-        "auto" uses blocks at late times (measured <= 1e-3 relative to the exact recursion at delta = 0.01,
-        see the module docstring).
+        "exact" applies the exact step map at every step (cost O(modes * steps)); "auto" uses blocks at late
+        times where the theory has a block form (accuracy: docs/derivations/blocks.md).
     delta : float
         Block length as a fraction of the current step (0 < delta <= 0.1).
     correctors : int
-        Scalar-dependent coefficients (clipped SGD, signSGD): passes per block after the first one, each
-        re-evaluating the coefficients at the scalars' weighted value from the previous pass's end value
-        (default 1: two passes per block; see the module docstring for accuracy and cost).
+        Scalar-dependent block forms (clipped SGD, signSGD): passes per block after the first one.
     predictor : "pass" | "extrapolate"
-        Scalar-dependent coefficients: the first pass of a block holds the coefficients at the start
-        scalars ("pass", research/signsgd.md §5.3), or at the end value extrapolated from the previous
-        block ("extrapolate"; a pass at the start scalars where there is none). With "extrapolate" and
-        correctors=0 a block costs one pass instead of three (see the module docstring for accuracy).
+        Scalar-dependent block forms: the first pass of a block holds the coefficients at the start scalars
+        ("pass") or at the end value extrapolated from the previous block ("extrapolate").
     cap : float
-        Divergence cap on E / max(E(0), sigma^2).
+        Divergence cap on R / max(R(0), sigma^2/2).
     """
-    if not isinstance(problem, Problem):
-        raise ValueError(f"problem must be an hd.Problem, got {type(problem).__name__}")
+    _check_problem(problem)
     if method not in ("auto", "exact"):
         raise ValueError(f"method must be 'auto' or 'exact', got {method!r}")
     delta = check_positive("delta", delta)
@@ -139,217 +84,139 @@ def solve(problem: Problem, opt, steps: int | None = None, *, grid=None, method:
     correctors = check_int("correctors", correctors, minimum=0, maximum=10)
     if predictor not in ("pass", "extrapolate"):
         raise ValueError(f"predictor must be 'pass' or 'extrapolate', got {predictor!r}")
-    extrapolate = predictor == "extrapolate"
     theory = theory_for(opt)
-    span = theory.steps_per_update(opt)
+    span = opt.steps_per_update
     g = as_grid(steps, grid, multiple_of=span)
     st = theory.init(problem, opt)
-    z = st.scalars()
-    E0 = float(z[0])
-    ref = max(E0, st.sigma2)
-    cap_E = cap * ref if ref > 0 else math.inf
+    R0 = float(theory.risk(st))
+    ref = max(R0, 0.5 * problem.sigma2)
+    cap_R = cap * ref if ref > 0 else math.inf
 
     risk = np.full(g.shape, np.nan)
-    risk[0] = 0.5 * E0
-    use_blocks = method == "auto" and theory.affine is not None
-    scheds = opt.schedules
-    breakpoints = np.asarray(sorted({int(b) for sc in scheds for b in sc.breakpoints()}), dtype=np.int64)
-    k, i = 0, 1
+    risk[0] = R0
+    form = theory.block_form(st, opt) if method == "auto" else None
+    blocks = _Blocks(form, opt, span, delta, correctors, predictor == "extrapolate", cap_R) if form else None
+    breakpoints = np.asarray(sorted({int(b) for sc in opt.schedules for b in sc.breakpoints()}), dtype=np.int64)
+    k, i, k_switch = 0, 1, 0
     status, dstep, message = "ok", None, ""
-    blk = _Blocks(theory, st, opt, correctors, extrapolate) if use_blocks else None
-    piecewise = all(sc.piecewise_constant for sc in scheds)
-    # fused Numba block loop when the coefficients are fixed between breakpoints (kernels.run_blocks), or
-    # when the module has a Numba coefficient kernel of the scalars (kernels.run_blocks_scalar)
-    fused = use_blocks and not theory.scalar_dependent and piecewise
-    kernel = theory.block_kernel(st, opt) if use_blocks and theory.scalar_dependent and piecewise else None
-    # first step where delta k >= the block length that pays off: MIN_BLOCK updates for the fused Numba loop,
-    # MIN_BLOCK_SCALAR_PASS per pass for the fused scalar-dependent one; a Python-level block (scalar-dependent
-    # coefficients without a kernel, smooth schedules) costs ~PY_BLOCK_COST mode-updates
-    if fused:
-        min_block = MIN_BLOCK
-    elif kernel is not None:
-        min_block = max(MIN_BLOCK, MIN_BLOCK_SCALAR_PASS * (1 + correctors))
-    else:
-        min_block = max(MIN_BLOCK, PY_BLOCK_COST / max(st.s.shape[0], 1))
-    k_block = span * int(math.ceil(min_block / delta))
-
     while i < g.size:
         target = int(g[i])
-        k_ref = int(breakpoints[breakpoints <= k][-1]) if np.any(breakpoints <= k) else 0
-        late = use_blocks and k - k_ref >= k_block
+        past = breakpoints[breakpoints <= k]
+        k_ref = max(int(past[-1]) if past.size else 0, k_switch)
         nxt = breakpoints[breakpoints > k]
         k_stop = min(int(nxt[0]) if nxt.size else int(g[-1]), int(g[-1]))
         k_stop -= (k_stop - k) % span
-        if late and fused and k_stop > k:
-            # coefficients fixed until the next breakpoint: one fused Numba call records every point there
-            am1, ell, f, h = blk.coefficients(float(k), z)
-            k, i, div = run_blocks(am1, ell, f, h, st.s, st.W, st.c0, k, k_stop, k_ref, delta, span, g, risk, i,
-                                   cap_E, GEO_TOL, DMAX)
-            z = st.scalars()
-            ok = not div
-            if ok:
-                continue
-        elif late and kernel is not None and k_stop > k:
-            # scalar-dependent coefficients, hyperparameters fixed until the next breakpoint: the Python
-            # path's blocks (predictor + correctors, step-size control) in one fused Numba call
-            run, consts = kernel
-            z = np.array(z, dtype=np.float64)
-            k, i, div = run(consts, theory.hyper(opt, k), st.s, st.W, st.c0, z, k, k_stop, k_ref, delta, span, g,
-                            risk, i, cap_E, GEO_TOL, DMAX, correctors, extrapolate)
-            ok = not div
-            if ok:
-                continue
+        done = None
+        if blocks is not None and k - k_ref >= blocks.k_block and k_stop > k:
+            done = blocks.advance(k, k_stop, k_ref, target, breakpoints, g, risk, i)
+        if done is not None:
+            k, i, diverged, k_switch = done
+            ok = not diverged
         else:
-            n = _block_length(k, k_ref, target, delta, span, breakpoints, opt) if late else 0
-            if n >= 2 * span:
-                z, n = blk.advance(k, n, z)
-                k += n
-                ok = bool(np.isfinite(z[0]) and z[0] <= cap_E)
-            else:
-                m = target - k
-                if use_blocks:
-                    m = min(m, max(k_ref + k_block - k, span))
-                m = max(span, min(m, _EXACT_CHUNK - _EXACT_CHUNK % span))
-                lr_seq = np.ascontiguousarray(opt.lr_at(np.arange(k, k + m)), dtype=np.float64)
-                done = theory.exact(st, opt, k, lr_seq, cap_E)
-                k += done
-                z = st.scalars()
-                ok = done == m and bool(np.isfinite(z[0]) and z[0] <= cap_E)
+            m = target - k
+            if blocks is not None:
+                m = min(m, max(k_ref + blocks.k_block - k, span))
+            m = max(span, min(m, _EXACT_CHUNK - _EXACT_CHUNK % span))
+            done = theory.step(st, k, opt.hyper_at(np.arange(k, k + m)), cap_R)
+            k += done
+            R = float(theory.risk(st))
+            if blocks is not None:
+                blocks.refresh()
+            ok = done == m and R <= cap_R
+            if ok and k == target:
+                risk[i] = R
+                i += 1
         if not ok:
             status, dstep = "diverged", k
-            message = (f"the risk passed {cap:g} x max(E(0), sigma^2) or stopped being finite at step {k}"
+            message = (f"the risk passed {cap:g} x max(R(0), sigma^2/2) or stopped being finite at step {k}"
                        f" (at or before it for a block); the curve ends at step {int(g[i - 1])}")
             break
-        if k == target:
-            risk[i] = 0.5 * float(z[0])
-            i += 1
 
     steps_out, risk_out = g[:i], risk[:i]
     if status == "ok":
         lr_end = float(opt.lr_at(np.array([max(int(g[-1]) - 1, 0)]))[0])
-        lr_star = _threshold(problem, dataclasses.replace(opt, schedule=None).with_lr(1.0))  # lr is ignored
+        lr_star, reason = _threshold(problem, dataclasses.replace(opt, schedule=None).with_lr(1.0))
         if not lr_end < lr_star:
             status = "unstable"
-            message = (f"lr = {lr_end:g} at the last step is at or above the stability threshold {lr_star:g}: "
-                       "the expected risk grows geometrically from here on")
+            message = (f"lr = {lr_end:g} at the last step is at or above the stability threshold {lr_star:g}"
+                       f"{' (' + reason + ')' if reason else ''}: the expected risk grows geometrically from here on")
     meta = {"problem": problem.to_dict(), "optimizer": opt.to_dict(), "method": method, "delta": delta,
             "hdtheory_version": __version__}
-    return RiskCurve(steps=steps_out, risk=risk_out, sigma2=st.sigma2, status=status, diverged_step=dstep,
+    return RiskCurve(steps=steps_out, risk=risk_out, sigma2=problem.sigma2, status=status, diverged_step=dstep,
                      message=message, meta=meta)
 
 
 @functools.lru_cache(maxsize=64)
-def _threshold(problem, opt) -> float:
+def _threshold(problem, opt):
     """The stability threshold for solve's end-of-run check, cached per (problem object, optimizer): an lr
-    sweep re-solves one problem many times, and some thresholds cost ~0.3 s (LA-DiLoCo with momentum: a scan
-    of the exact (L6) criterion). Problems hash by identity (``Problem`` is frozen, eq=False)."""
+    sweep re-solves one problem many times and some thresholds cost a scan. Problems hash by identity."""
     return theory_for(opt).threshold(problem, opt)
 
 
-def _block_length(k, k_ref, target, delta, span, breakpoints, opt) -> int:
-    n = int(delta * (k - k_ref)) // span * span
-    n = min(n, target - k)
-    nxt = breakpoints[breakpoints > k]
-    if nxt.size:
-        n = min(n, int(nxt[0]) - k)
-    # halve until every schedule (lr, and e.g. a clip level) changes by at most a fraction delta inside the block
-    moving = [sc for sc in opt.schedules if not sc.constant]
-    while n >= 2 * span and moving:
-        ends = np.array([k, k + n - 1], dtype=np.float64)
-        if all(m0 == m1 or abs(m1 - m0) <= delta * max(abs(m0), abs(m1)) for m0, m1 in (sc(ends) for sc in moving)):
-            break
-        n = (n // 2) // span * span
-    return n
-
-
 class _Blocks:
-    """Work arrays and coefficient cache of the block integrator for one solve."""
+    """The block form of one solve and the driver's side of the block integrator."""
 
-    def __init__(self, theory, st, opt, correctors, extrapolate=False):
-        self.theory, self.st, self.opt, self.correctors = theory, st, opt, correctors
-        self.extrapolate = extrapolate
-        size = st.s.shape[0]
-        self.an, self.S0, self.S1 = np.empty(size), np.empty(size), np.empty(size)
-        self.s_new = np.empty(size)
-        self.z1 = np.empty(st.W.shape[0])
-        self.zg = np.empty(st.W.shape[0])
-        self._last = None  # (step where the last block ended, its length, its start scalars)
-        self._key = None
-        self._coef = None
+    def __init__(self, form, opt, span, delta, correctors, extrapolate, cap_R):
+        self.form, self.opt, self.span, self.delta = form, opt, span, delta
+        self.correctors, self.extrapolate, self.cap_E = correctors, extrapolate, 2.0 * cap_R
+        self.piecewise = all(sc.piecewise_constant for sc in opt.schedules)
+        self.moving = [sc for sc in opt.schedules if not sc.constant]
+        self.z = np.ascontiguousarray(form.c0 + form.W @ form.s, dtype=np.float64)
+        self.carry = np.zeros(2 + self.z.shape[0])
+        self.carry[0] = -1.0
+        size = max(form.s.shape[0], 1)
+        if form.min_block is not None:
+            min_block = form.min_block
+        elif not self.piecewise:
+            min_block = max(MIN_BLOCK, SINGLE_BLOCK_COST / size)
+        elif form.dependence == SCALARS:
+            min_block = max(MIN_BLOCK, MIN_BLOCK_SCALAR_PASS * (1 + correctors))
+        else:
+            min_block = MIN_BLOCK
+        #: blocks start once delta (k - k_ref) reaches min_block updates
+        self.k_block = span * int(math.ceil(min_block / delta))
 
-    def coefficients(self, t, zc):
-        """(am1, log1p(am1), f, h) at step time ``t`` (a float, or one per mode), cached while the
-        schedules' values are unchanged and the module's coefficients do not depend on the scalars."""
-        key = None
-        if np.ndim(t) == 0 and not self.theory.scalar_dependent:
-            key = tuple(float(sc(t)) for sc in self.opt.schedules)
-            if key == self._key:
-                return self._coef
-        # writable copies: the kernels then see the same array types as in the fused scalar loop (one Numba
-        # specialization of block_solve etc., not a second one for read-only broadcast views)
-        am1, f, h = (np.array(np.broadcast_to(c, self.st.s.shape), dtype=np.float64)
-                     for c in self.theory.affine(self.st, self.opt, t, zc))
-        ell = np.empty_like(am1)
-        log_multipliers(am1, ell)
-        self._coef = (am1, ell, f, h)
-        self._key = key
-        return self._coef
+    def refresh(self):
+        """Re-read the scalars after exact steps moved the state."""
+        self.z[:] = self.form.c0 + self.form.W @ self.form.s
 
-    def _pass(self, times, zc, nu, z0):
-        """One block at coefficients (lr, scalars ``zc``), its end value solved self-consistently by
-        ``kernels.block_solve`` (linear interpolation of E solved exactly; geometric where E changes by
-        more than GEO_TOL in log). Iterating E1 <- E_out(E1) instead (the note's predictor-corrector)
-        contracts only by ~||K|| and leaves 3-8% errors at 97% of the threshold.
+    def _run(self, hp, k, k_stop, k_ref, grid, rec, i, single):
+        f = self.form
+        return f.run(f.consts, hp, f.s, f.W, f.c0, self.z, k, k_stop, k_ref, self.delta, self.span, grid, rec, i,
+                     self.cap_E, GEO_TOL, DMAX, f.dependence, self.correctors, self.extrapolate, single, f.switching,
+                     self.carry)
 
-        ``times`` is (t_mid, t_start, t_end), the block's middle, first and last step. When a schedule
-        moves across the block, a^n keeps the coefficients at t_mid (the product of the per-step factors,
-        to second order) while each mode's forcing uses the hyperparameters at the centre of its memory,
-        step t_start + S1_j/S0_j (the midpoint for slow modes, the block end for modes that equilibrate
-        within the block); holding t_mid for them leaves an O(delta) error."""
-        st = self.st
-        t_mid, t0, t1 = times
-        am1, ell, f, h = self.coefficients(t_mid, zc)
-        block_powers(am1, ell, nu, self.an, self.S0, self.S1)
-        if t1 != t0 and not all(sc.constant for sc in self.opt.schedules):
-            t = self.S1 / np.maximum(self.S0, 1e-300) / max(nu - 1, 1)
-            an = self.an.copy()
-            am1, ell, f, h = self.coefficients(t0 + (t1 - t0) * np.clip(t, 0.0, 1.0), zc)
-            block_powers(am1, ell, nu, self.an, self.S0, self.S1)
-            self.an[:] = an
-        beta = float(np.dot(st.W[0], h * self.S1)) / nu
-        block_solve(am1, ell, f, h, self.an, self.S0, self.S1, beta, st.s, self.s_new, nu, float(z0[0]), st.W,
-                    st.c0, self.z1, GEO_TOL)
-        return beta
-
-    def advance(self, k, n, z0):
-        """Advance up to n steps (n/span updates) from scalars z0; returns (new scalars, steps advanced).
-        A block rejected by ``kernels.block_change`` is halved and redone (step-size control).
-
-        Scalar-dependent coefficients (as ``kernels.run_blocks_scalar``, which does the same): a first pass
-        at z0, or with ``extrapolate`` at the weighted value of the end scalars extrapolated from the
-        previous block when it ended at k; then ``correctors`` passes at z0 + (z1 - z0)(nu - 1)/(2 nu)."""
-        span = self.theory.steps_per_update(self.opt)
-        nu = n // span
-        z0 = np.asarray(z0, dtype=np.float64)
-        last = self._last if (self.extrapolate and self._last is not None and self._last[0] == k) else None
+    def advance(self, k, k_stop, k_ref, target, breakpoints, grid, rec, i):
+        """Blocks from k: the whole segment up to k_stop (piecewise-constant schedules), else one block cut
+        here. Returns (k, i, diverged, k_switch), or None where no block of two updates fits."""
+        if self.piecewise:
+            self.carry[0] = -1.0  # no extrapolation across a breakpoint
+            hp = np.repeat(self.opt.hyper_at(np.array([k])).T, 3, axis=0)
+            k, i, status, k_switch = self._run(hp, k, k_stop, k_ref, grid, rec, i, False)
+            return k, i, status == 1, k_switch
+        n = self._block_length(k, k_ref, target, breakpoints)
+        if n < 2 * self.span:
+            return None
         while True:
-            n = nu * span
-            times = (k + (n - 1) / 2.0, float(k), float(k + n - 1))
-            if self.theory.scalar_dependent:
-                w = (nu - 1.0) / (2.0 * nu)
-                zc = z0
-                if last is not None:
-                    extrapolate_scalars(z0, last[2], n / last[1], self.zg)
-                    zc = z0 + (self.zg - z0) * w
-                beta = self._pass(times, zc, nu, z0)
-                for _ in range(self.correctors):
-                    beta = self._pass(times, z0 + (self.z1 - z0) * w, nu, z0)
-            else:
-                beta = self._pass(times, z0, nu, z0)
-            change, allowed = block_change(float(z0[0]), float(self.z1[0]), beta, DMAX)
-            if change <= allowed or nu == 1:
+            times = np.array([k + (n - 1) / 2.0, float(k), float(k + n - 1)])
+            hp = np.ascontiguousarray(self.opt.hyper_at(times).T)
+            k1, i, status, k_switch = self._run(hp, k, k + n, k_ref, grid, rec, i, True)
+            if status != 2:
+                return k1, i, status == 1, k_switch
+            n = (n // self.span // 2) * self.span
+
+    def _block_length(self, k, k_ref, target, breakpoints) -> int:
+        span, delta = self.span, self.delta
+        n = int(delta * (k - k_ref)) // span * span
+        n = min(n, target - k)
+        nxt = breakpoints[breakpoints > k]
+        if nxt.size:
+            n = min(n, int(nxt[0]) - k)
+        # halve until every moving schedule changes by at most a fraction delta inside the block
+        while n >= 2 * span:
+            ends = np.array([k, k + n - 1], dtype=np.float64)
+            if all(m0 == m1 or abs(m1 - m0) <= delta * max(abs(m0), abs(m1))
+                   for m0, m1 in (sc(ends) for sc in self.moving)):
                 break
-            nu //= 2
-        self.st.s[:] = self.s_new
-        self._last = (k + n, n, z0.copy())
-        return self.z1.copy(), n
+            n = (n // 2) // span * span
+        return n

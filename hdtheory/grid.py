@@ -9,7 +9,7 @@ import numpy as np
 
 
 def check_steps(steps) -> int:
-    from .optimizers.base import check_int
+    from .checks import check_int
 
     return check_int("steps", steps)
 

@@ -66,7 +66,7 @@ class WarmupCosine(Schedule):
     kind = "warmup_cosine"
 
     def __post_init__(self):
-        from .optimizers.base import check_int
+        from .checks import check_int
 
         object.__setattr__(self, "warmup", check_int("warmup", self.warmup, minimum=0))
         object.__setattr__(self, "total", check_int("total", self.total))
@@ -120,7 +120,7 @@ class Piecewise(Schedule):
     piecewise_constant = True
 
     def __post_init__(self):
-        from .optimizers.base import check_int
+        from .checks import check_int
 
         b = tuple(check_int("Piecewise boundaries", x) for x in self.boundaries)
         v = tuple(float(x) for x in self.values)

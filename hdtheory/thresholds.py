@@ -1,5 +1,5 @@
-"""Stability thresholds: ``hd.stability_threshold`` (any optimizer) and the closed forms of SGD's
-stochastic edge of stability (research/sgd.md §1.4, §2.2).
+"""The generic verbs dispatched by optimizer: ``hd.stability_threshold`` and ``hd.stationary_risk``; and the
+closed forms of SGD's stochastic edge of stability (docs/derivations/sgd.md).
 
 For SGD the exact threshold is the root of ||K||(lr) = 1 (E4), i.e. where the spectral radius of the
 mean-square step map diag(a) + (lr^2/B) lambda lambda^T crosses 1 (sgd.md §1.4 proof). Two edges bound it:
@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .optimizers import theory_for
-from .optimizers.sgd import sgd_threshold
+from .checks import check_batch
+from .theories.sgd import sgd_threshold
+from .theory import theory_for
 
 
 def stability_threshold(problem, opt) -> float:
@@ -23,13 +24,27 @@ def stability_threshold(problem, opt) -> float:
 
     With a schedule, the returned base lr keeps lr * max_k schedule(k) at the threshold.
     Returns ``math.inf`` for optimizers that never diverge: signSGD moves each coordinate by at most lr per
-    step, and its risk settles at a finite floor for every lr (research/signsgd.md §3.1; the floor grows like
+    step, and its risk settles at a finite floor for every lr (docs/derivations/signsgd.md; the floor grows like
     lr^2 at large lr); its useful limit is ``hd.signsgd.no_progress_lr`` (the lr whose floor is the initial
     risk), found with real runs by ``validation.empirical_threshold(..., criterion="no_progress")``.
     Where the stable set in lr is not an interval (LA-DiLoCo with inner or outer momentum,
-    research/la_diloco.md §5.3) this is the first crossing going up from lr = 0+;
-    ``hd.la_diloco.stable_intervals`` lists the others."""
-    return theory_for(opt).threshold(problem, opt)
+    docs/derivations/la_diloco.md) this is the first crossing going up from lr = 0+;
+    ``hd.la_diloco.stable_intervals`` lists the others; ``threshold_reason`` says why a threshold is inf."""
+    return float(theory_for(opt).threshold(problem, opt).lr)
+
+
+def threshold_reason(problem, opt) -> str:
+    """Why ``stability_threshold`` is what it is (empty where it is an ordinary finite edge)."""
+    return theory_for(opt).threshold(problem, opt).reason
+
+
+def stationary_risk(problem, opt) -> float:
+    """The risk a run of ``opt`` settles at on ``problem`` (its floor), where the optimizer's theory knows it in
+    closed form or by a fixed point (clipped SGD at a fixed clip level, signSGD, LA-DiLoCo)."""
+    theory = theory_for(opt)
+    if theory.stationary_risk is None:
+        raise ValueError(f"no stationary risk is known for {type(opt).__name__}: solve to a long horizon instead")
+    return float(theory.stationary_risk(problem, opt))
 
 
 @dataclass(frozen=True)
@@ -55,8 +70,6 @@ class EdgeOfStability:
 
 def edge_of_stability(problem, batch: int = 1) -> EdgeOfStability:
     """Exact SGD threshold and its closed-form edges for ``problem`` at batch ``batch``."""
-    from .optimizers.base import check_batch
-
     B = check_batch(batch)
     lam, _, mult = problem.spectral_modes(merge=True)
     tr, lmax = problem.trace, problem.lambda_max

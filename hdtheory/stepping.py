@@ -167,91 +167,6 @@ def block_change(E0, E1, beta, dmax):
 
 
 @nb.njit(cache=True)
-def run_blocks(am1, ell, f, h, s, W, c0, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol, dmax):
-    """Fused block loop for coefficients fixed over [k, k_stop) (lr constant there, coefficients
-    independent of the scalars): blocks of n steps, n the largest power of two (in updates) with
-    n <= delta (k - k_ref) (at least one update, never past the next record step), each solved by
-    ``block_solve``; records rec[i] = E/2 at grid[i]. Updates s in place.
-
-    Step-size control: a block whose |log(E1/E0)| exceeds dmax sqrt(1 - beta) is halved and redone (the
-    interpolation error, ~|log(E1/E0)|^2/8, is amplified by 1/(1 - beta) through the noise loop); the cap
-    on the block length then persists and doubles back once blocks change log E by a quarter of that.
-
-    Returns (k, i, diverged): diverged = 1 when E passed ``cap`` or stopped being finite."""
-    size = s.shape[0]
-    an = np.empty(size)
-    S0 = np.empty(size)
-    S1 = np.empty(size)
-    s_new = np.empty(size)
-    z = np.empty(W.shape[0])
-    E0 = c0[0]
-    for j in range(size):
-        E0 += W[0, j] * s[j]
-    n_prev = -1
-    beta = 0.0
-    nu_cap = 1 << 62
-    while k < k_stop:
-        # block length: the largest power of two (in updates) <= delta (k - k_ref), so that runs of equal
-        # blocks reuse a^n, S0, S1 (computing them costs one expm1 per mode)
-        target_n = delta * (k - k_ref) / span
-        nu_q = 1
-        while nu_q * 2 <= target_n and nu_q * 2 <= nu_cap:
-            nu_q *= 2
-        lim = grid[i] - k if i < grid.shape[0] else k_stop - k
-        if k_stop - k < lim:
-            lim = k_stop - k
-        nu = min(nu_q, lim // span)
-        if nu < 1:
-            nu = 1
-        while True:
-            if nu != n_prev:
-                block_powers(am1, ell, nu, an, S0, S1)
-                beta = 0.0
-                for j in range(size):
-                    beta += W[0, j] * h[j] * S1[j]
-                beta /= nu
-                n_prev = nu
-            block_solve(am1, ell, f, h, an, S0, S1, beta, s, s_new, nu, E0, W, c0, z, geo_tol)
-            change, allowed = block_change(E0, z[0], beta, dmax)
-            if change <= allowed or nu == 1:
-                break
-            nu //= 2
-            nu_cap = nu
-        if change < allowed / 4.0 and nu >= nu_cap:
-            nu_cap = 2 * nu_cap if nu_cap < (1 << 61) else nu_cap
-        for j in range(size):
-            s[j] = s_new[j]
-        k += nu * span
-        E0 = z[0]
-        if not (E0 <= cap):
-            return k, i, 1
-        if i < grid.shape[0] and k == grid[i]:
-            rec[i] = 0.5 * E0
-            i += 1
-    return k, i, 0
-
-
-# ------------------------------------------------------------------------------------------------------
-# fused block loop for scalar-dependent coefficients (clipped SGD, signSGD)
-# ------------------------------------------------------------------------------------------------------
-
-@nb.njit(inline="always")
-def _scalar_pass(coef, consts, hp, zc, nu, E0, s, am1, ell, f, h, an, S0, S1, s_new, W, c0, z1, geo_tol):
-    """One pass of a block (driver._Blocks._pass at fixed hyperparameters): coefficients at scalars ``zc``
-    from the module's kernel, a^n, S0, S1, the noise-loop gain beta = W[0] . (h S1) / n, and the
-    self-consistent block (``block_solve``) into s_new, z1. Returns beta."""
-    coef(hp, zc, consts, am1, f, h)
-    log_multipliers(am1, ell)
-    block_powers(am1, ell, nu, an, S0, S1)
-    beta = 0.0
-    for j in range(s.shape[0]):
-        beta += W[0, j] * h[j] * S1[j]
-    beta /= nu
-    block_solve(am1, ell, f, h, an, S0, S1, beta, s, s_new, nu, E0, W, c0, z1, geo_tol)
-    return beta
-
-
-@nb.njit(cache=True)
 def extrapolate_scalars(z, zp, ratio, out):
     """Scalars at the end of a block, extrapolated from the previous block (scalars zp at its start, z at its
     end = this block's start, ``ratio`` = this block's length / the previous one's): E = z[0] geometrically,
@@ -263,33 +178,51 @@ def extrapolate_scalars(z, zp, ratio, out):
             out[r] = z[r] + (z[r] - zp[r]) * ratio
 
 
+
+
+# ------------------------------------------------------------------------------------------------------
+# the block integrator
+# ------------------------------------------------------------------------------------------------------
+
+@nb.njit(cache=True)
+def _interpolate_forcing(S0, S1, nu, am1b, fb, hb, am1c, fc, hc, am1, f, h):
+    """Coefficients of a block whose hyperparameters move from start (b) to end (c): each mode at the centre
+    of its memory, the fraction x_j = S1_j / (S0_j (nu - 1)) of the way along the block (the midpoint for
+    slow modes, the end for modes that equilibrate within the block), by linear interpolation."""
+    for j in range(am1.shape[0]):
+        x = S1[j] / max(S0[j], 1e-300) / max(nu - 1.0, 1.0)
+        x = min(max(x, 0.0), 1.0)
+        am1[j] = am1b[j] + (am1c[j] - am1b[j]) * x
+        f[j] = fb[j] + (fc[j] - fb[j]) * x
+        h[j] = hb[j] + (hc[j] - hb[j]) * x
+
+
 @nb.njit(inline="always")
-def run_blocks_scalar(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol,
-                      dmax, correctors, extrapolate):
-    """Fused block loop over [k, k_stop) for coefficients that depend on the scalars, the hyperparameters
-    ``hp`` being fixed there (piecewise-constant schedules between breakpoints). The same algorithm as the
-    driver's Python path (``driver._Blocks.advance``), so both give the same curve to rounding:
+def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol, dmax,
+              dependence, correctors, extrapolate, single, switching, carry):
+    """Advance the per-mode affine map s_j <- (1 + am1_j) s_j + f_j + h_j E over [k, k_stop) in blocks.
 
-    * block length n = floor(delta (k - k_ref)) (a multiple of ``span``), never past the next record step
-      or k_stop; below 2 updates one update is done (the Python path's exact step: a one-update block is
-      the exact affine step);
-    * the coefficients are held at the scalars' weighted value z0 + (z1 - z0) w, w = (nu - 1)/(2 nu)
-      (research/signsgd.md §5.3: nu = 1 reproduces the exact step), z1 the block's end value: a first pass
-      at z1 = z0 (the predictor) or, with ``extrapolate`` and when the previous block ended here (no exact
-      step or segment start in between), at z1 extrapolated from that block (``extrapolate_scalars``);
-      then ``correctors`` passes, each at the z1 of the pass before. Each pass solves the block with
-      ``block_solve``; the last one is kept;
-    * step-size control: a block whose |log(E1/E0)| exceeds dmax sqrt(1 - beta) (``block_change``) is
-      halved and redone (no cap persists: the next block starts again from delta (k - k_ref)).
+    ``coef(hp_row, z, s, consts, am1, f, h) -> regime`` is the theory's Numba coefficient kernel. ``hp`` holds
+    three rows of hyperparameters: the block's middle (the coefficients of a^n), its start and its end; where
+    start and end differ (a schedule moving inside a single block) each mode's forcing is taken at the centre
+    of its memory (``_interpolate_forcing``). ``dependence`` (``hdtheory.theory``): FIXED coefficients are
+    evaluated once and blocks are powers of two (in updates) so that a^n, S0, S1 are reused; STATE: once per
+    block, at its start; SCALARS: held at the scalars' weighted value z0 + (z1 - z0)(nu - 1)/(2 nu), z1 the
+    block's end value, from a first pass at z0 (or at z1 extrapolated from the previous block, ``extrapolate``)
+    and ``correctors`` more passes, each at the z1 of the pass before.
 
-    ``coef(hp, z, consts, am1, f, h)`` is the module's Numba coefficient kernel (fills the per-mode affine
-    coefficients of ``Theory.affine`` at hyperparameters hp and scalars z). This function is inlined
-    (``inline="always"``) into a small ``@njit(cache=True)`` wrapper in each module, which binds ``coef`` as
-    a global: passing a jitted function as an argument of a cached function defeats Numba's cache (its
-    address is a dynamic global), while the inlined form caches.
+    Block length: about delta (k - k_ref) steps (a multiple of ``span``, at least one update), never past the
+    next record step or k_stop; with ``single`` exactly one block of up to k_stop - k steps (a rejected one is
+    returned to the caller). Step-size control: a block whose |log(E1/E0)| exceeds dmax sqrt(1 - beta) is
+    halved and redone (for FIXED coefficients the
+    cap persists and doubles back once blocks change log E by a quarter of that). With ``switching``, a block
+    whose end regime differs from its start regime is halved down to one update, and block growth restarts
+    there (k_ref = the switch), as at a schedule breakpoint.
 
-    Updates s and z (= c0 + W s) in place; records rec[i] = E/2 at grid[i].
-    Returns (k, i, diverged): diverged = 1 when E passed ``cap`` or stopped being finite."""
+    ``carry`` = [step where the previous block ended, its length, its start scalars...] links consecutive calls
+    (extrapolation); it is updated. s and z (= c0 + W s) are updated in place; rec[i] = E/2 is recorded at
+    grid[i]. Returns (k, i, status, k_ref): status 0 = done, 1 = diverged (E passed ``cap`` or stopped being
+    finite), 2 = a ``single`` block was rejected by the step-size control (nothing advanced)."""
     size = s.shape[0]
     nz = W.shape[0]
     am1 = np.empty(size)
@@ -302,50 +235,126 @@ def run_blocks_scalar(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, sp
     s_new = np.empty(size)
     z1 = np.empty(nz)
     zc = np.empty(nz)
-    zp = np.empty(nz)  # scalars at the start of the previous block
-    zg = np.empty(nz)  # extrapolated end scalars
-    n_prev = 0  # length of the previous block if it ended at k, else 0
+    zg = np.empty(nz)
+    zp = np.empty(nz)
+    for r in range(nz):
+        zp[r] = carry[2 + r]
+    moving = False
+    for r in range(hp.shape[1]):
+        if hp[1, r] != hp[2, r]:
+            moving = True
+    nm = size if (moving or switching) else 0
+    am1b = np.empty(nm)
+    fb = np.empty(nm)
+    hb = np.empty(nm)
+    am1c = np.empty(nm)
+    fc = np.empty(nm)
+    hc = np.empty(nm)
+    am1i = np.empty(nm)
+    elli = np.empty(nm)
+    fi = np.empty(nm)
+    hi = np.empty(nm)
+    S0i = np.empty(nm)
+    S1i = np.empty(nm)
+    fixed = dependence == 0
+    by_scalars = dependence == 2
+    n_prev = carry[1] if carry[0] == k else 0.0
+    have_coef = False
+    nu_pow = -1
+    beta = 0.0
+    nu_cap = 1 << 62
     while k < k_stop:
-        n = int(delta * (k - k_ref)) // span * span
         lim = k_stop - k
         if i < grid.shape[0] and grid[i] - k < lim:
             lim = grid[i] - k
-        if n > lim:
-            n = lim
-        block = n >= 2 * span
-        # below 2 updates: one update without correctors (the Python path's exact step)
-        nu = n // span if block else 1
-        passes = 1 + correctors if block else 1
-        guess = block and extrapolate and n_prev > 0
+        if single:
+            nu = lim // span
+        elif fixed:
+            target_n = delta * (k - k_ref) / span
+            nu = 1
+            while nu * 2 <= target_n and nu * 2 <= nu_cap:
+                nu *= 2
+            nu = min(nu, lim // span)
+        else:
+            nu = min(int(delta * (k - k_ref)) // span, lim // span)
+        if nu < 1:
+            nu = 1
+        block = nu >= 2
+        passes = 1 + correctors if (by_scalars and block) else 1
+        guess = by_scalars and block and extrapolate and n_prev > 0
+        reg0 = 0
+        if switching:
+            reg0 = coef(hp[0], z, s, consts, am1b, fb, hb)
         while True:
-            # predictor at z0 = z (or the extrapolated end value), then correctors at z0 + (z1 - z0) w; one call
-            # site, so that the inlined pass (and the coefficient kernel) is compiled once
             w = (nu - 1.0) / (2.0 * nu)
             if guess:
                 extrapolate_scalars(z, zp, nu * span / n_prev, zg)
-            beta = 0.0
             for p in range(passes):
                 for r in range(nz):
                     if p == 0:
                         zc[r] = z[r] + (zg[r] - z[r]) * w if guess else z[r]
                     else:
                         zc[r] = z[r] + (z1[r] - z[r]) * w
-                beta = _scalar_pass(coef, consts, hp, zc, nu, z[0], s, am1, ell, f, h, an, S0, S1, s_new, W, c0, z1,
-                                    geo_tol)
+                if not (fixed and have_coef):
+                    coef(hp[0], zc, s, consts, am1, f, h)
+                    log_multipliers(am1, ell)
+                    have_coef = True
+                    nu_pow = -1
+                if nu != nu_pow:
+                    block_powers(am1, ell, nu, an, S0, S1)
+                    nu_pow = nu
+                    if not (moving and block):
+                        beta = 0.0
+                        for j in range(size):
+                            beta += W[0, j] * h[j] * S1[j]
+                        beta /= nu
+                if moving and block:
+                    coef(hp[1], zc, s, consts, am1b, fb, hb)
+                    coef(hp[2], zc, s, consts, am1c, fc, hc)
+                    _interpolate_forcing(S0, S1, nu, am1b, fb, hb, am1c, fc, hc, am1i, fi, hi)
+                    log_multipliers(am1i, elli)
+                    block_powers(am1i, elli, nu, s_new, S0i, S1i)  # s_new: scratch for the unused a^n
+                    beta = 0.0
+                    for j in range(size):
+                        beta += W[0, j] * hi[j] * S1i[j]
+                    beta /= nu
+                    block_solve(am1i, elli, fi, hi, an, S0i, S1i, beta, s, s_new, nu, z[0], W, c0, z1, geo_tol)
+                else:
+                    block_solve(am1, ell, f, h, an, S0, S1, beta, s, s_new, nu, z[0], W, c0, z1, geo_tol)
             change, allowed = block_change(z[0], z1[0], beta, dmax)
-            if change <= allowed or nu == 1:
+            ok = change <= allowed
+            if ok and switching and nu > 1:
+                ok = coef(hp[0], z1, s_new, consts, am1b, fb, hb) == reg0
+            if ok or nu == 1:
                 break
+            if single:
+                return k, i, 2, k_ref  # rejected: the caller halves the block (and re-reads its hyperparameters)
             nu //= 2
+            if fixed and not single:
+                nu_cap = nu
+            block = nu >= 2
+            passes = 1 + correctors if (by_scalars and block) else 1
+            guess = guess and block
+        if fixed and not single and change < allowed / 4.0 and nu >= nu_cap:
+            nu_cap = 2 * nu_cap if nu_cap < (1 << 61) else nu_cap
         for j in range(size):
             s[j] = s_new[j]
         for r in range(nz):
             zp[r] = z[r]
             z[r] = z1[r]
-        n_prev = nu * span if block else 0
+        n_prev = nu * span if block else 0.0
         k += nu * span
-        if not (math.isfinite(z[0]) and z[0] <= cap):
-            return k, i, 1
+        if switching and not block and coef(hp[0], z, s, consts, am1b, fb, hb) != reg0:
+            k_ref = k
+        carry[0] = k
+        carry[1] = n_prev
+        for r in range(nz):
+            carry[2 + r] = zp[r]
+        if not (z[0] <= cap):
+            return k, i, 1, k_ref
         if i < grid.shape[0] and k == grid[i]:
             rec[i] = 0.5 * z[0]
             i += 1
-    return k, i, 0
+        if single:
+            break
+    return k, i, 0, k_ref
