@@ -14,7 +14,8 @@ only through these methods:
   finite;
 * ``threshold(problem, opt) -> Threshold``: the largest stable base lr (inf, with the reason, where nothing
   diverges);
-* optionally ``stationary_risk(problem, opt) -> float`` (the risk the run settles at, where it is known).
+* optionally ``stationary_risk(problem, opt) -> float`` (the risk the run settles at, where it is known) and
+  ``lr_scale(problem, opt)`` (the top of a theory-optimal lr search; default: the threshold).
 
 Optional capabilities (``None`` where a theory has none; it is then stepped exactly):
 
@@ -85,6 +86,10 @@ class Theory:
         return None
 
     stationary_risk = None  # optional: (problem, opt) -> float
+
+    def lr_scale(self, problem, opt) -> float:
+        """The top of a theory-optimal lr search (``hd.tuning``): the stability threshold by default."""
+        return self.threshold(problem, opt).lr
 
 
 # ------------------------------------------------------------------------------------------------------
