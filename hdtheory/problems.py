@@ -1,12 +1,15 @@
-"""Streaming least-squares problems (DESIGN.md, "One problem, one optimizer, two engines").
+"""Streaming least-squares problems: pure data read by both engines.
 
-Data model (DESIGN.md, Conventions): x ~ N(0, K) in R^d, y = <x, theta*> + epsilon with epsilon drawn
+Data model: x ~ N(0, K) in R^d, y = <x, theta*> + epsilon with epsilon drawn
 from the problem's noise law (mean 0, variance sigma^2), and
 
     risk(theta) = 1/2 E[(<x, theta> - y)^2] = 1/2 ((theta - theta*)^T K (theta - theta*) + sigma^2).
 
 ``K = U diag(eigenvalues) U^T``. ``basis`` is U (columns are eigenvectors), or ``None`` for the
-coordinate basis (diagonal K). A Problem is pure data, built once and used by both engines.
+coordinate basis (diagonal K). A Problem is pure data, built once and used by both engines through one small
+protocol: what the theory reads (``spectral_modes``, ``sigma2``, ``noise``, ``covariance()``, ...) and what the
+simulation needs (``stream``: how to sample a batch and the population risk of the weights in closed form, in
+JAX; ``jax_arrays``: the arrays it reads).
 """
 from __future__ import annotations
 
@@ -145,6 +148,19 @@ class Problem:
         np.add.at(m, inv, 1.0)
         return uniq, s, m
 
+    @property
+    def stream(self) -> "GaussianStream":
+        """The simulation's view of the problem (hashable: compiled runs are shared by problems of one kind)."""
+        return GaussianStream(noise=self.noise, diagonal=self.basis is None)
+
+    def jax_arrays(self, dtype) -> dict:
+        """The arrays ``stream`` reads, as JAX arrays of ``dtype`` (``init`` gives the weights' shape)."""
+        import jax.numpy as jnp
+
+        lam = jnp.asarray(self.eigenvalues, dtype)
+        return dict(lam=lam, sqrt_lam=jnp.sqrt(lam), basis=None if self.basis is None else jnp.asarray(self.basis, dtype),
+                    target=jnp.asarray(self.target, dtype), init=jnp.asarray(self.init, dtype))
+
     def excess_risk(self, theta) -> float:
         """1/2 (theta - theta*)^T K (theta - theta*)."""
         e = np.asarray(theta, dtype=np.float64) - self.target
@@ -190,6 +206,32 @@ class Problem:
             basis=d.get("basis"),
             info=d.get("info", {}),
         )
+
+
+@dataclass(frozen=True)
+class GaussianStream:
+    """Samples of a vector problem in JAX: x = z diag(sqrt(lambda)) U^T ~ N(0, K), y = <x, theta*> + epsilon, and
+    the population risk 1/2 (sigma^2 + sum_j lambda_j <u_j, theta - theta*>^2) in closed form."""
+
+    noise: NoiseLaw
+    diagonal: bool
+
+    def sample(self, arrays, key, n, dtype):
+        import jax
+
+        kx, ke = jax.random.split(key)
+        x = jax.random.normal(kx, (n, arrays["target"].shape[0]), dtype) * arrays["sqrt_lam"]
+        if not self.diagonal:
+            x = x @ arrays["basis"].T
+        return x, x @ arrays["target"] + self.noise.sample_jax(ke, (n,), dtype)
+
+    def risk(self, arrays, theta):
+        import jax.numpy as jnp
+
+        e = theta - arrays["target"]
+        if not self.diagonal:
+            e = arrays["basis"].T @ e
+        return 0.5 * (self.noise.variance + jnp.sum(arrays["lam"] * e * e))
 
 
 def from_covariance(K, target, init=None, noise: NoiseLaw | None = None, info: dict | None = None) -> Problem:

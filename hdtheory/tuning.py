@@ -82,3 +82,102 @@ def optimal_clip(problem, lr: float, batch: int, steps: int, bounds=(1e-3, 1e3))
     if not r_best < r_sgd:
         return math.inf, r_sgd, r_sgd
     return math.sqrt(math.exp(w_best) * E0) * scale, float(r_best), r_sgd
+
+
+# ------------------------------------------------------------------------------------------------------
+# threshold searches: the bracketing shared with validation.empirical_threshold
+# ------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EmpiricalThreshold:
+    """A threshold lr found by bracketing and bisection (``validation.empirical_threshold``, ``horizon_threshold``)."""
+
+    lr: float   # geometric mean of the final bracket
+    lo: float   # largest lr seen to be stable
+    hi: float   # smallest lr seen to diverge
+    evaluations: int
+
+
+def default_lr0(problem, opt) -> float:
+    B = getattr(opt, "batch", 1)
+    return 2.0 * B / (problem.trace + (B + 1.0) * problem.lambda_max)
+
+
+def criterion_grid(span: int, steps: int, criterion: str) -> np.ndarray:
+    """Record grid of the criterion: (0, half, steps) for divergence, 0 and 11 points of the second half for
+    no_progress; every point at an update boundary (one LA-DiLoCo round = H steps)."""
+    if steps % span or steps < 2 * span:
+        raise ValueError(f"steps must be a multiple of {span} and at least {2 * span} for this optimizer")
+    half = steps // span // 2 * span
+    if criterion == "divergence":
+        return np.array([0, half, steps], dtype=np.int64)
+    late = np.linspace(half // span, steps // span, 11).astype(np.int64) * span
+    return np.unique(np.concatenate([[0], late]))
+
+
+def criterion_fails(problem, risk, stat, growth, criterion) -> bool:
+    """The criterion on risk[seed, point] (grid of ``_criterion_grid``): True = diverged / no progress."""
+    if criterion == "no_progress":
+        late = stat(risk[:, 1:].mean(axis=1))
+        return not np.isfinite(late) or late >= problem.initial_risk
+    mid, end = stat(risk[:, 1]), stat(risk[:, 2])
+    return not (np.isfinite(end) and np.isfinite(mid)) or end > growth * mid
+
+
+def search_threshold(fails, lr, rtol, max_evals, desc=None):
+    """Double or halve from lr to a bracket (lo passes, hi fails), then bisect in log lr until hi/lo <= 1 + rtol.
+    Returns (lo, hi, evaluations)."""
+    lo, hi, evals = None, None, 0
+    bar = None
+    if desc:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=None, desc=desc, unit="run", leave=False)
+    while (lo is None or hi is None) and evals < max_evals:
+        evals += 1
+        if fails(lr):
+            hi = lr
+            lr /= 2.0
+        else:
+            lo = lr
+            lr *= 2.0
+        if bar:
+            bar.update()
+    while lo is not None and hi is not None and hi / lo > 1.0 + rtol and evals < max_evals:
+        evals += 1
+        mid = math.sqrt(lo * hi)
+        if fails(mid):
+            hi = mid
+        else:
+            lo = mid
+        if bar:
+            bar.update()
+    if bar:
+        bar.close()
+    if lo is None or hi is None:
+        raise RuntimeError(f"could not bracket the divergence lr in {max_evals} runs (lo={lo}, hi={hi})")
+    return lo, hi, evals
+
+
+def horizon_threshold(problem, opt, steps: int = 20000, *, growth: float = 10.0, rtol: float = 1e-4,
+                      lr0: float | None = None, max_evals: int = 200, full: bool = False,
+                      criterion: str = "divergence"):
+    """What ``validation.empirical_threshold`` would return with infinitely many seeds and the mean statistic:
+    the same search (grid, ``growth``, ``criterion``) applied to the theory's expected risk (a curve stopped at
+    its divergence cap counts as diverged). ``hd.stability_threshold`` is asymptotic; this is the threshold of
+    the same expected risk at a finite horizon, -> the asymptotic one as 1/horizon (measured ratios:
+    docs/derivations/validation.md). Returns the lr, or ``EmpiricalThreshold`` when ``full=True``."""
+    if criterion not in ("divergence", "no_progress"):
+        raise ValueError(f"criterion must be 'divergence' or 'no_progress', got {criterion!r}")
+    grid = criterion_grid(opt.steps_per_update, steps, criterion)
+
+    def fails(lr):
+        curve = solve(problem, opt.with_lr(lr), grid=grid)
+        risk = np.full(grid.size, np.inf)
+        risk[: curve.risk.size] = curve.risk
+        return criterion_fails(problem, risk[None, :], np.mean, growth, criterion)
+
+    lr = float(lr0 if lr0 is not None else default_lr0(problem, opt))
+    lo, hi, evals = search_threshold(fails, lr, rtol, max_evals)
+    res = EmpiricalThreshold(lr=math.sqrt(lo * hi), lo=lo, hi=hi, evaluations=evals)
+    return res if full else res.lr

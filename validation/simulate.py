@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hdtheory.grid import as_grid
-from hdtheory.optimizers.base import check_int
-from hdtheory.problems import Problem
+from hdtheory.checks import check_int
 from hdtheory.results import atomic_savez, read_npz
 
-from .optimizers import simulation_for
+from hdtheory.theory import simulation_for
 
 
 @dataclass
@@ -75,42 +74,19 @@ class SimulatedRisk:
         return cls(steps=arrays["steps"], risk=arrays["risk"], sigma2=sigma2, meta=meta)
 
 
-def _problem_arrays(problem: Problem, dtype):
-    import jax.numpy as jnp
-
-    lam = jnp.asarray(problem.eigenvalues, dtype)
-    basis = None if problem.basis is None else jnp.asarray(problem.basis, dtype)
-    return dict(lam=lam, sqrt_lam=jnp.sqrt(lam), basis=basis,
-                target=jnp.asarray(problem.target, dtype), init=jnp.asarray(problem.init, dtype))
-
-
 @functools.lru_cache(maxsize=64)
-def _chunk_runner(sim, opt, noise, diagonal: bool, length: int, dtype_name: str):
+def _chunk_runner(sim, opt, stream, length: int, dtype_name: str):
     """Compiled function running ``length`` updates for every seed from update index k0."""
     import jax
     import jax.numpy as jnp
 
     dtype = jnp.dtype(dtype_name)
-    span = sim.steps_per_update(opt)
+    span = opt.steps_per_update
     inner = jnp.arange(span)
-    sigma2 = noise.variance
 
     def run(theta, state, seed_keys, k0, lr, arrays):
-        sqrt_lam, basis, target, lam = arrays["sqrt_lam"], arrays["basis"], arrays["target"], arrays["lam"]
-        d = target.shape[0]
-
         def sample(key, n):
-            kx, ke = jax.random.split(key)
-            x = jax.random.normal(kx, (n, d), dtype) * sqrt_lam
-            if not diagonal:
-                x = x @ basis.T
-            return x, x @ target + noise.sample_jax(ke, (n,), dtype)
-
-        def risk(th):
-            e = th - target
-            if not diagonal:
-                e = basis.T @ e
-            return 0.5 * (sigma2 + jnp.sum(lam * e * e))
+            return stream.sample(arrays, key, n, dtype)
 
         def one_seed(th, st, skey):
             def body(carry, i):
@@ -119,7 +95,7 @@ def _chunk_runner(sim, opt, noise, diagonal: bool, length: int, dtype_name: str)
                 # one scheduled step size per inner step of the update (a scalar when span = 1)
                 lr_u = lr * opt.sched(u * span, jnp) if span == 1 else lr * opt.sched(u * span + inner, jnp)
                 th, st = sim.update(th, st, jax.random.fold_in(skey, u), lr_u, sample, opt)
-                return (th, st), risk(th)
+                return (th, st), stream.risk(arrays, th)
 
             (th, st), r = jax.lax.scan(body, (th, st), jnp.arange(length))
             return th, st, r
@@ -129,7 +105,7 @@ def _chunk_runner(sim, opt, noise, diagonal: bool, length: int, dtype_name: str)
     return jax.jit(run)
 
 
-def simulate(problem: Problem, opt, steps: int | None = None, seeds: int = 16, key=0, *, grid=None,
+def simulate(problem, opt, steps: int | None = None, seeds: int = 16, key=0, *, grid=None,
              chunk: int = 1024, dtype: str = "float64", progress: bool = False) -> SimulatedRisk:
     """Run ``opt`` on ``problem`` with ``seeds`` independent streams of real samples.
 
@@ -139,14 +115,14 @@ def simulate(problem: Problem, opt, steps: int | None = None, seeds: int = 16, k
     import jax
     import jax.numpy as jnp
 
-    if not isinstance(problem, Problem):
-        raise ValueError(f"problem must be an hd.Problem, got {type(problem).__name__}")
+    if not (hasattr(problem, "stream") and hasattr(problem, "jax_arrays")):
+        raise ValueError(f"problem must be an hd problem (hd.Problem, hd.powerlaw(...), ...), got {type(problem).__name__}")
     seeds = check_int("seeds", seeds, maximum=10**7)
     chunk = check_int("chunk", chunk, maximum=10**7)
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     sim = simulation_for(opt)
-    span = sim.steps_per_update(opt)
+    span = opt.steps_per_update
     g = as_grid(steps, grid, multiple_of=span)
     n_updates = int(g[-1]) // span
     requested = opt
@@ -154,15 +130,15 @@ def simulate(problem: Problem, opt, steps: int | None = None, seeds: int = 16, k
     length = int(min(chunk, n_updates))
     base_opt = dataclasses.replace(opt, lr=1.0)
     with jax.enable_x64(dtype == "float64"):
-        arrays = _problem_arrays(problem, dtype)
-        runner = _chunk_runner(sim, base_opt, problem.noise, problem.basis is None, length, dtype)
+        arrays = problem.jax_arrays(dtype)
+        runner = _chunk_runner(sim, base_opt, problem.stream, length, dtype)
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
             key = jax.random.PRNGKey(int(key))
         elif not (hasattr(key, "dtype") and (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
                                             or key.shape == (2,))):
             raise ValueError(f"key must be an integer seed or a jax.random key, got {key!r}")
         keys = jax.random.split(key, int(seeds))
-        theta = jnp.broadcast_to(arrays["init"], (int(seeds), problem.d))
+        theta = jnp.broadcast_to(arrays["init"], (int(seeds),) + tuple(arrays["init"].shape))
         state = jax.vmap(lambda th: sim.init(th, base_opt))(theta)
         out = np.full((int(seeds), g.size), np.nan)
         out[:, 0] = problem.initial_risk

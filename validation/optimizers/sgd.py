@@ -1,9 +1,7 @@
-"""SGD update on real samples: theta <- theta - lr (1/B) sum_b x_b (<x_b, theta> - y_b) (DESIGN.md)."""
+"""SGD on real samples: theta <- theta - lr (1/B) sum_b x_b (<x_b, theta> - y_b)."""
 from __future__ import annotations
 
-from hdtheory.optimizers.sgd import SGD
-
-from . import Simulation, register
+from . import Simulation
 
 
 class SGDSimulation(Simulation):
@@ -11,6 +9,3 @@ class SGDSimulation(Simulation):
         x, y = sample(key, opt.batch)
         grad = x.T @ (x @ theta - y) / opt.batch  # averaged minibatch gradient
         return theta - lr * grad, state
-
-
-register(SGD, SGDSimulation())
