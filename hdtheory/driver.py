@@ -27,7 +27,7 @@ from . import __version__
 from .checks import check_int, check_positive
 from .grid import as_grid
 from .results import RiskCurve
-from .theory import FIXED, SCALARS, theory_for
+from .theory import SCALARS, theory_for
 
 #: |log(E1/E0)| above which a block interpolates E geometrically (``stepping.block_solve``)
 GEO_TOL = 1e-6

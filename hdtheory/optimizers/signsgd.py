@@ -15,7 +15,7 @@ class SignSGD(OptimizerMixin):
 
     ``lr`` is the per-step step size applied to theta (each coordinate moves by exactly lr or 0),
     ``batch`` = B, ``schedule`` multiplies lr. ``per_example=True`` takes the mean of the per-example
-    signs instead, theta <- theta - lr (1/B) sum_b sign(x_b r_b) (research/signsgd.md §1.7)."""
+    signs instead, theta <- theta - lr (1/B) sum_b sign(x_b r_b) (docs/derivations/signsgd.md §1)."""
 
     lr: float
     batch: int = 1

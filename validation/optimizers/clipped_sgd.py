@@ -1,5 +1,5 @@
 """Clipped SGD on real samples: theta <- theta - lr g min(1, c_k / ||g||), g the averaged minibatch
-gradient, ||g|| its exact Euclidean norm (DESIGN.md; no approximation of research/clipped_sgd.md §1.3 here).
+gradient, ||g|| its exact Euclidean norm (no approximation of the theory's ||g||^2 ~ tr K m / B here).
 
 The state is the step counter k (the clip schedule is a function of k). A ``RelativeClip`` level
 (c_k = kappa sqrt(tr K E_k / B), E_k the theory's predicted twice-risk) is resolved by the theory into an
@@ -7,9 +7,9 @@ explicit sequence before the run (``prepare``), since a real run cannot observe 
 """
 from __future__ import annotations
 
-from hdtheory.optimizers.clipped_sgd import ClippedSGD, resolve_clip
+from hdtheory.theories.clipped_sgd.analysis import resolve_clip
 
-from . import Simulation, register
+from . import Simulation
 
 
 class ClippedSGDSimulation(Simulation):
@@ -31,5 +31,3 @@ class ClippedSGDSimulation(Simulation):
         scale = jnp.where(norm > c, c / jnp.where(norm > 0, norm, 1.0), 1.0)
         return theta - lr * scale * g, k + 1
 
-
-register(ClippedSGD, ClippedSGDSimulation())

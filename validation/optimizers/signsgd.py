@@ -1,13 +1,11 @@
-"""signSGD update on real samples (DESIGN.md): theta <- theta - lr sign((1/B) sum_b x_b (<x_b, theta> - y_b)),
+"""signSGD update on real samples: theta <- theta - lr sign((1/B) sum_b x_b (<x_b, theta> - y_b)),
 coordinatewise with sign(0) = 0 (``jnp.sign``); with ``per_example`` the mean of the per-example signs,
-theta <- theta - lr (1/B) sum_b sign(x_b (<x_b, theta> - y_b)) (research/signsgd.md §1.7)."""
+theta <- theta - lr (1/B) sum_b sign(x_b (<x_b, theta> - y_b)) (docs/derivations/signsgd.md §1)."""
 from __future__ import annotations
 
 import jax.numpy as jnp
 
-from hdtheory.optimizers.signsgd import SignSGD
-
-from . import Simulation, register
+from . import Simulation
 
 
 class SignSGDSimulation(Simulation):
@@ -20,5 +18,3 @@ class SignSGDSimulation(Simulation):
             step = jnp.sign(x.T @ r / opt.batch)  # sign of the averaged minibatch gradient
         return theta - lr * step, state
 
-
-register(SignSGD, SignSGDSimulation())

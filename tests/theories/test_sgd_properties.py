@@ -1,11 +1,12 @@
-"""Property tests of the SGD theory (research/sgd.md §5.6, PT1-PT5)."""
+"""Property tests of the SGD theory: rescaling, permuting and merging modes, affinity and monotonicity in the
+noise, the threshold bracket and its dichotomy, the Volterra form of the recursion, blocks on any spectrum."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hdtheory as hd
-from hdtheory.optimizers.sgd import kernel_norm
+from hdtheory.theories.sgd import kernel_norm
 
 spectra = st.lists(st.floats(0.05, 2.0), min_size=2, max_size=30).map(np.array)
 SET = settings(max_examples=25, deadline=None)
@@ -43,7 +44,7 @@ def test_pt2_permutation_and_merging(lam, rnd, frac):
     # duplicated eigenvalues merged (solver) vs unmerged (reference recursion of the test module)
     lam2 = np.concatenate([lam, lam[:2]])
     r = _problem(lam2, seed=1)
-    from tests.test_sgd_theory import numpy_recursion
+    from tests.theories.test_sgd import numpy_recursion
 
     opt2 = hd.SGD(frac * hd.stability_threshold(r, hd.SGD(1.0)))
     g = np.arange(0, 201, 10)

@@ -1,0 +1,1 @@
+"""Theory vs simulation: each optimizer's predicted risk against real JAX runs."""

@@ -1,0 +1,1 @@
+"""Theory unit tests: each theory against closed forms, exact recursions, limits and properties."""

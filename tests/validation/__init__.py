@@ -1,0 +1,1 @@
+"""Unit tests of the validation package (simulate, compare, empirical thresholds)."""
