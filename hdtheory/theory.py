@@ -123,6 +123,18 @@ _BY_NAME = {e.name: e for e in REGISTRY}
 _LOADED: dict = {}
 
 
+def register(e: Entry) -> None:
+    """Add an optimizer defined outside the package (its dataclass's ``name`` must be ``e.name``)."""
+    if not isinstance(e, Entry):
+        raise ValueError(f"register takes an hdtheory.theory.Entry, got {e!r}")
+    _BY_NAME[e.name] = e
+
+
+def entries() -> tuple:
+    """Every registered optimizer's entry (the built-ins first)."""
+    return tuple(_BY_NAME.values())
+
+
 def load(path: str):
     """The object named by a ``module:attribute`` path."""
     module, _, attr = path.partition(":")
