@@ -1,4 +1,4 @@
-"""The record grid: one integer step grid shared by both engines (DESIGN.md, Lessons).
+"""The record grid: one integer step grid shared by both engines.
 
 ``step_grid(steps)`` is log-spaced, always holds 0 and ``steps``, and every step up to a small
 threshold, so early transients are resolved. ``compare`` refuses curves on different grids.

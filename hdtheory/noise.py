@@ -1,8 +1,7 @@
 """Label-noise laws, usable by both engines.
 
-A noise law is the law of epsilon in ``y = <x, theta*> + epsilon``: mean 0, variance ``sigma**2``
-(DESIGN.md, Conventions). SGD's *expected* risk depends on the law only through sigma^2
-(research/sgd.md §1.1); clipped SGD and signSGD depend on the whole law, so each law also says what
+A noise law is the law of epsilon in ``y = <x, theta*> + epsilon``: mean 0, variance ``sigma**2``.
+SGD's *expected* risk depends on the law only through sigma^2; clipped SGD and signSGD depend on the whole law, so each law also says what
 it is (``kind`` and parameters) and can be sampled with NumPy (theory-side checks) and with JAX
 (the simulations in ``validation``).
 

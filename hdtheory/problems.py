@@ -122,7 +122,7 @@ class Problem:
         return (self.basis * self.eigenvalues) @ self.basis.T
 
     def initial_error_modes(self) -> np.ndarray:
-        """rho_j(0) = <u_j, theta_0 - theta*>^2 for each eigenvector u_j (research/sgd.md §1.1)."""
+        """rho_j(0) = <u_j, theta_0 - theta*>^2 for each eigenvector u_j ."""
         e = self.init - self.target
         if self.basis is not None:
             e = self.basis.T @ e
@@ -132,8 +132,8 @@ class Problem:
         """(eigenvalues, summed rho(0), multiplicity) with equal eigenvalues merged.
 
         Merging is exact for dynamics that depend on a mode only through its eigenvalue and enter the
-        coupling through sum_j lambda_j rho_j (SGD: research/sgd.md §5.6 PT2, merged state
-        S = sum rho with noise multiplicity m).
+        coupling through sum_j lambda_j rho_j (SGD: merged state S = sum rho with noise multiplicity m;
+        docs/derivations/sgd.md).
         """
         lam = self.eigenvalues
         rho0 = self.initial_error_modes()
@@ -169,7 +169,7 @@ class Problem:
         return 0.5 * float(np.dot(self.eigenvalues, e * e))
 
     def risk(self, theta) -> float:
-        """1/2 ((theta - theta*)^T K (theta - theta*) + sigma^2) (DESIGN.md)."""
+        """1/2 ((theta - theta*)^T K (theta - theta*) + sigma^2)."""
         return self.excess_risk(theta) + 0.5 * self.sigma2
 
     @property
@@ -264,7 +264,7 @@ def from_covariance(K, target, init=None, noise: NoiseLaw | None = None, info: d
 
 
 def isotropic(d: int, noise: NoiseLaw | None = None, target_norm: float = 1.0, scale: float = 1.0) -> Problem:
-    """K = scale * I_d, theta* = target_norm * (1, ..., 1)/sqrt(d), theta_0 = 0 (research/sgd.md §5.5 V1)."""
+    """K = scale * I_d, theta* = target_norm * (1, ..., 1)/sqrt(d), theta_0 = 0."""
     d = _check_d(d)
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be finite and > 0, got {scale!r}")
@@ -277,7 +277,7 @@ def isotropic(d: int, noise: NoiseLaw | None = None, target_norm: float = 1.0, s
 
 
 def powerlaw(d: int, alpha: float, beta: float, noise: NoiseLaw | None = None) -> Problem:
-    """Power-law problem of research/sgd.md §4.1/§4.7 (diagonal model, PLRF with v = d, W = I):
+    """Power-law problem (the diagonal model: power-law random features with v = d, W = I):
 
         eigenvalues  lambda_j = j^(-2 alpha),   target  theta*_j = j^(-beta),   j = 1..d,   theta_0 = 0,
 

@@ -154,7 +154,7 @@ class Sequence(Schedule):
 
     Values must be > 0; ``inf`` is allowed (a clip schedule uses it for "no clipping at this step"; an lr
     schedule rejects it). This is how schedules resolved from the theory (a relative clip level, the
-    max-CCC clip and compensated lr of research/clipped_sgd.md §2.2) are handed to the simulator. The
+    max-CCC clip and compensated lr of clipped SGD, docs/derivations/clipped_sgd.md) are handed to the simulator. The
     theory cuts its blocks wherever the value changes, so a sequence that changes at every step is
     stepped exactly."""
 

@@ -1,26 +1,16 @@
-"""Generic Numba kernels of the block integrator (research/sgd.md §5.3 method 2, extended).
+"""The block integrator: closed-form powers of a per-mode affine map, in Numba (derivation, precision and
+measured accuracy: docs/derivations/blocks.md).
 
-For a per-mode affine step  s_j <- a_j s_j + f_j + h_j E(k)  with a_j = 1 + am1_j held fixed over a
-block of n steps and E interpolated linearly, E(k+i) = E0 + (E1 - E0) i/n, the block is exact:
+For  s_j <- a_j s_j + f_j + h_j E(k),  a_j = 1 + am1_j, held fixed over a block of n steps, with E interpolated
+linearly, E(k+i) = E0 + (E1 - E0) i/n, the block is exact:
 
     s_j(k+n) = a_j^n s_j(k) + f_j S0_j + h_j [E0 S0_j + (E1 - E0)/n S1_j],
-    S0 = sum_{m<n} a^m = expm1(n l)/am1,            l = log1p(am1),
-    S1 = sum_{i<n} i a^(n-1-i) = (S0 - n)/am1.
+    S0 = sum_{m<n} a^m = expm1(n l)/am1,  l = log1p(am1),    S1 = sum_{i<n} i a^(n-1-i) = (S0 - n)/am1,
 
-Precision (research/sgd.md §5.4): am1 is formed directly, never as a - 1; for |n l| < 1e-3 the
-cancelling S0 - n is replaced by power sums (S0 = sum_r l^r/r! P_r, P_r = sum_{m<n} m^r, to r = 3,
-relative truncation error < 1e-13). Modes with a <= 0 (possible for clipped SGD, LA: research notes)
-use signed integer powers. n = 1 gives S0 = 1, S1 = 0: one exact step.
-
-Where E changes by more than a few percent inside a block (exponential decay of a finite spectrum without
-a noise floor: one mode with sigma = 0 decays by 1e11 over a 64-step block), linear interpolation
-overestimates the forcing without bound (measured: 6.6e-43 for an exact 1e-86 at 1e5 steps). There E is
-interpolated *geometrically*, E(k+i) = E0 r^i (exact for an exponential, second order otherwise), with
-
-    sum_{i<n} a^(n-1-i) r^i = (r^n - a^n) / (r - a)   (series where r ~ a),
-
-and E1 = E0 r^n solved by a secant iteration in log E1 (``block_solve``). This is an addition to the note's
-method, derived here and checked against the exact recursion in tests/test_properties.py.
+with power sums where |n l| < 1e-3 (the cancelling S0 - n) and signed integer powers where a <= 0. Where E changes
+by more than a little inside a block it is interpolated geometrically, E(k+i) = E0 r^i, with the forcing sum
+sum_{i<n} a^(n-1-i) r^i = (r^n - a^n)/(r - a); the end value E1 is solved self-consistently (``block_solve``).
+``integrate`` is the one block loop every theory's block form runs through.
 """
 from __future__ import annotations
 
@@ -350,6 +340,371 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
         carry[1] = n_prev
         for r in range(nz):
             carry[2 + r] = zp[r]
+        if not (z[0] <= cap):
+            return k, i, 1, k_ref
+        if i < grid.shape[0] and k == grid[i]:
+            rec[i] = 0.5 * z[0]
+            i += 1
+        if single:
+            break
+    return k, i, 0, k_ref
+
+
+# ------------------------------------------------------------------------------------------------------
+# the block integrator for a p x p map per mode (``BlockForm.p`` > 1)
+# ------------------------------------------------------------------------------------------------------
+# For s_j <- A_j s_j + f_j + h_j E with p x p matrices A_j = I + am1_j (state component-major: component c of
+# mode j at s[c * modes + j]) a block of n steps is
+#
+#     s_j(k+n) = A^n s_j + S0 f_j + E0 S0 h_j + (E1 - E0)/n S1 h_j     (E linear in the block),
+#     s_j(k+n) = A^n s_j + S0 f_j + E0 G(r) h_j,  G(r) = sum_{i<n} A^(n-1-i) r^i     (E geometric, E1 = E0 r^n),
+#
+# with S0 = sum_{m<n} A^m and S1 = sum_{i<n} i A^(n-1-i) as in the scalar form. They are built along the binary
+# expansion of n, most significant bit first: with Q = A^m - I (kept apart from I, so slow modes lose no digits),
+#     doubling   Q <- 2 Q + Q^2,   S0 v <- 2 S0 v + Q S0 v,   S1 v <- 2 S1 v + Q S1 v + m S0 v,
+#                G v <- (1 + r^m) G v + Q G v;
+#     increment  Q <- Q + am1 + am1 Q,   S0 v <- v + S0 v + am1 S0 v,   S1 v <- S1 v + am1 S1 v + m v,
+#                G v <- G v + am1 G v + r^m v;
+# only the vectors S0 f, S0 h, S1 h and G h are formed. Every prefix of the expansion is kept (the chain), so a
+# halved block (n // 2) costs nothing more, and G is rebuilt from the stored Q for every trial r.
+
+
+@nb.njit(cache=True)
+def _bit_length(n):
+    L = 0
+    while n > 0:
+        n >>= 1
+        L += 1
+    return L
+
+
+@nb.njit(cache=True)
+def _chain_level(nu, chain_nu, chain_len):
+    """Level of nu in the chain built for chain_nu (nu = chain_nu >> t), or -1 if nu is not a prefix."""
+    if chain_nu <= 0:
+        return -1
+    for t in range(chain_len):
+        if (chain_nu >> t) == nu:
+            return chain_len - 1 - t
+    return -1
+
+
+@nb.njit(cache=True)
+def mode_chain(am1, f, h, nu, Qc, Xc, Y0c, Y1c):
+    """The chain of every prefix m_l = nu >> (L - 1 - l), l < L = bit length of nu, for every mode j:
+    Qc[l, j] = A^m_l - I, Xc[l, j] = S0 f_j, Y0c[l, j] = S0 h_j, Y1c[l, j] = S1 h_j (see above)."""
+    nm, p = am1.shape[0], am1.shape[1]
+    L = _bit_length(nu)
+    T = np.empty((p, p))
+    tx = np.empty(p)
+    ty0 = np.empty(p)
+    ty1 = np.empty(p)
+    for j in range(nm):
+        for a in range(p):
+            Xc[0, j, a] = f[j, a]
+            Y0c[0, j, a] = h[j, a]
+            Y1c[0, j, a] = 0.0
+            for b in range(p):
+                Qc[0, j, a, b] = am1[j, a, b]
+        m = 1.0
+        for l in range(1, L):
+            Q = Qc[l - 1, j]
+            Qn = Qc[l, j]
+            X, Y0, Y1 = Xc[l - 1, j], Y0c[l - 1, j], Y1c[l - 1, j]
+            Xn, Y0n, Y1n = Xc[l, j], Y0c[l, j], Y1c[l, j]
+            for a in range(p):
+                qx = 0.0
+                qy0 = 0.0
+                qy1 = 0.0
+                for b in range(p):
+                    acc = 0.0
+                    for c in range(p):
+                        acc += Q[a, c] * Q[c, b]
+                    Qn[a, b] = 2.0 * Q[a, b] + acc
+                    qx += Q[a, b] * X[b]
+                    qy0 += Q[a, b] * Y0[b]
+                    qy1 += Q[a, b] * Y1[b]
+                Xn[a] = 2.0 * X[a] + qx
+                Y0n[a] = 2.0 * Y0[a] + qy0
+                Y1n[a] = 2.0 * Y1[a] + qy1 + m * Y0[a]
+            m *= 2.0
+            if (nu >> (L - 1 - l)) & 1:
+                for a in range(p):
+                    for b in range(p):
+                        acc = 0.0
+                        for c in range(p):
+                            acc += am1[j, a, c] * Qn[c, b]
+                        T[a, b] = acc
+                for a in range(p):
+                    ax = 0.0
+                    ay0 = 0.0
+                    ay1 = 0.0
+                    for c in range(p):
+                        ax += am1[j, a, c] * Xn[c]
+                        ay0 += am1[j, a, c] * Y0n[c]
+                        ay1 += am1[j, a, c] * Y1n[c]
+                    tx[a] = f[j, a] + Xn[a] + ax
+                    ty0[a] = h[j, a] + Y0n[a] + ay0
+                    ty1[a] = Y1n[a] + ay1 + m * h[j, a]
+                for a in range(p):
+                    Xn[a] = tx[a]
+                    Y0n[a] = ty0[a]
+                    Y1n[a] = ty1[a]
+                    for b in range(p):
+                        Qn[a, b] = Qn[a, b] + am1[j, a, b] + T[a, b]
+                m += 1.0
+
+
+@nb.njit(cache=True)
+def _mode_geometric(lv, chain_nu, chain_len, Qc, am1, h, r, G):
+    """G[j] = G(r) h_j at the chain's level lv (see above)."""
+    nm, p = am1.shape[0], am1.shape[1]
+    t = np.empty(p)
+    for j in range(nm):
+        for a in range(p):
+            G[j, a] = h[j, a]
+        rm = r
+        for l in range(1, lv + 1):
+            Q = Qc[l - 1, j]
+            for a in range(p):
+                acc = (1.0 + rm) * G[j, a]
+                for b in range(p):
+                    acc += Q[a, b] * G[j, b]
+                t[a] = acc
+            rm = rm * rm
+            if (chain_nu >> (chain_len - 1 - l)) & 1:
+                for a in range(p):
+                    acc = t[a] + rm * h[j, a]
+                    for b in range(p):
+                        acc += am1[j, a, b] * t[b]
+                    G[j, a] = acc
+                rm *= r
+            else:
+                for a in range(p):
+                    G[j, a] = t[a]
+
+
+@nb.njit(cache=True)
+def mode_block_apply(lv, Qa, Xc, Y0c, Y1c, s_in, s_out, nu, E0, E1, W, c0, z):
+    """s_out = one block of nu steps from s_in, E linear from E0 to E1 (A^n from the chain Qa, the sums from
+    Xc, Y0c, Y1c, at level lv); z = c0 + W @ s_out."""
+    nm, p = Xc.shape[1], Xc.shape[2]
+    slope = (E1 - E0) / nu
+    for j in range(nm):
+        for a in range(p):
+            acc = s_in[a * nm + j] + Xc[lv, j, a] + E0 * Y0c[lv, j, a] + slope * Y1c[lv, j, a]
+            for b in range(p):
+                acc += Qa[lv, j, a, b] * s_in[b * nm + j]
+            s_out[a * nm + j] = acc
+    readout(W, c0, s_out, z)
+
+
+@nb.njit(cache=True)
+def mode_block_apply_geometric(lv, chain_nu, chain_len, Qa, Qs, am1s, Xc, hs, s_in, s_out, nu, E0, E1, W, c0, z,
+                               G):
+    """As ``mode_block_apply`` with E geometric from E0 to E1 > 0 (G from the chain Qs of the coefficients am1s)."""
+    nm, p = Xc.shape[1], Xc.shape[2]
+    r = math.exp(math.log(E1 / E0) / nu)
+    _mode_geometric(lv, chain_nu, chain_len, Qs, am1s, hs, r, G)
+    for j in range(nm):
+        for a in range(p):
+            acc = s_in[a * nm + j] + Xc[lv, j, a] + E0 * G[j, a]
+            for b in range(p):
+                acc += Qa[lv, j, a, b] * s_in[b * nm + j]
+            s_out[a * nm + j] = acc
+    readout(W, c0, s_out, z)
+
+
+@nb.njit(cache=True)
+def mode_block_solve(lv, chain_nu, chain_len, Qa, Qs, am1s, Xc, Y0c, Y1c, hs, beta, s_in, s_out, nu, E0, W, c0, z,
+                     geo_tol, G):
+    """``block_solve`` for the p x p form: linear interpolation with E1 solved exactly, then, if
+    |log(E1/E0)| > geo_tol, geometric interpolation with E1 solved by secant iteration in log E1."""
+    mode_block_apply(lv, Qa, Xc, Y0c, Y1c, s_in, s_out, nu, E0, E0, W, c0, z)
+    if beta < 1.0:
+        E1 = (z[0] - beta * E0) / (1.0 - beta)
+        mode_block_apply(lv, Qa, Xc, Y0c, Y1c, s_in, s_out, nu, E0, E1, W, c0, z)
+    E1 = z[0]
+    if not (E0 > 1e-280 and E1 > 1e-280 and beta < 1.0) or abs(math.log(E1 / E0)) <= geo_tol:
+        return
+    u0 = math.log(E1)
+    mode_block_apply_geometric(lv, chain_nu, chain_len, Qa, Qs, am1s, Xc, hs, s_in, s_out, nu, E0, E1, W, c0, z, G)
+    if not (z[0] > 0.0):
+        mode_block_apply(lv, Qa, Xc, Y0c, Y1c, s_in, s_out, nu, E0, E1, W, c0, z)
+        return
+    g0 = math.log(z[0]) - u0
+    if abs(g0) < 1e-10:
+        return
+    u1 = u0 + g0 / (1.0 - beta)
+    for _ in range(60):
+        mode_block_apply_geometric(lv, chain_nu, chain_len, Qa, Qs, am1s, Xc, hs, s_in, s_out, nu, E0,
+                                   math.exp(u1), W, c0, z, G)
+        if not (z[0] > 0.0):
+            mode_block_apply_geometric(lv, chain_nu, chain_len, Qa, Qs, am1s, Xc, hs, s_in, s_out, nu, E0,
+                                       math.exp(u0), W, c0, z, G)
+            return
+        g1 = math.log(z[0]) - u1
+        if abs(g1) < 1e-10 or g1 == g0:
+            return
+        u2 = u1 - g1 * (u1 - u0) / (g1 - g0)
+        u0, g0, u1 = u1, g1, u2
+
+
+@nb.njit(cache=True)
+def _mode_gain(lv, Y1c, W, nu):
+    """The block's noise-loop gain beta = W[0] . S1 h / nu."""
+    nm, p = Y1c.shape[1], Y1c.shape[2]
+    beta = 0.0
+    for j in range(nm):
+        for a in range(p):
+            beta += W[0, a * nm + j] * Y1c[lv, j, a]
+    return beta / nu
+
+
+@nb.njit(cache=True)
+def _mode_interpolate_forcing(lv, Y0c, Y1c, W, nu, am1b, fb, hb, am1c, fc, hc, am1, f, h):
+    """Coefficients of a block whose hyperparameters move from start (b) to end (c): each mode at the centre of
+    its memory as seen by the readout, x_j = (W_j . S1 h_j) / (W_j . S0 h_j) / (nu - 1) (clipped to [0, 1]; 1/2
+    where W_j . S0 h_j = 0), by linear interpolation (``_interpolate_forcing`` for p x p modes)."""
+    nm, p = Y0c.shape[1], Y0c.shape[2]
+    for j in range(nm):
+        num = 0.0
+        den = 0.0
+        for a in range(p):
+            num += W[0, a * nm + j] * Y1c[lv, j, a]
+            den += W[0, a * nm + j] * Y0c[lv, j, a]
+        x = num / den / max(nu - 1.0, 1.0) if abs(den) > 1e-300 else 0.5
+        x = min(max(x, 0.0), 1.0)
+        for a in range(p):
+            f[j, a] = fb[j, a] + (fc[j, a] - fb[j, a]) * x
+            h[j, a] = hb[j, a] + (hc[j, a] - hb[j, a]) * x
+            for b in range(p):
+                am1[j, a, b] = am1b[j, a, b] + (am1c[j, a, b] - am1b[j, a, b]) * x
+
+
+@nb.njit(inline="always")
+def integrate_modes(coef, p, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol,
+                    dmax, dependence, correctors, extrapolate, single, switching, carry):
+    """``integrate`` for a p x p affine map per mode, s_j <- (I + am1_j) s_j + f_j + h_j E (``BlockForm.p``).
+
+    ``coef(hp_row, z, s, consts, am1, f, h) -> regime`` fills am1 (modes, p, p), f and h (modes, p); the state is
+    component-major (component c of mode j at s[c * modes + j]). Block lengths, step-size control, moving
+    hyperparameters (A^n at the block's middle, the forcing sums at each mode's memory centre), switches and
+    ``carry`` as in ``integrate``; ``dependence`` FIXED (coefficients reused) or STATE (once per block, at its
+    start; a halved block reuses them: the state is the same). SCALARS, ``correctors`` and ``extrapolate`` are
+    not supported (one pass per block). Returns (k, i, status, k_ref) as ``integrate``."""
+    size = s.shape[0]
+    nm = size // p
+    nz = W.shape[0]
+    am1 = np.empty((nm, p, p))
+    f = np.empty((nm, p))
+    h = np.empty((nm, p))
+    s_new = np.empty(size)
+    z1 = np.empty(nz)
+    G = np.empty((nm, p))
+    moving = False
+    for r in range(hp.shape[1]):
+        if hp[1, r] != hp[2, r]:
+            moving = True
+    nb_ = nm if moving else 0
+    am1b = np.empty((nb_, p, p))
+    fb = np.empty((nb_, p))
+    hb = np.empty((nb_, p))
+    am1c = np.empty((nb_, p, p))
+    fc = np.empty((nb_, p))
+    hc = np.empty((nb_, p))
+    am1i = np.empty((nb_, p, p))
+    fi = np.empty((nb_, p))
+    hi = np.empty((nb_, p))
+    ns = nm if switching else 0
+    am1w = np.empty((ns, p, p))
+    fw = np.empty((ns, p))
+    hw = np.empty((ns, p))
+    Lmax = max(_bit_length(max((k_stop - k) // span, 1)), 1)
+    Qc = np.empty((Lmax, nm, p, p))
+    Xc = np.empty((Lmax, nm, p))
+    Y0c = np.empty((Lmax, nm, p))
+    Y1c = np.empty((Lmax, nm, p))
+    Li = Lmax if moving else 0
+    Qi = np.empty((Li, nb_, p, p))
+    Xi = np.empty((Li, nb_, p))
+    Y0i = np.empty((Li, nb_, p))
+    Y1i = np.empty((Li, nb_, p))
+    fixed = dependence == 0
+    have_coef = False
+    chain_nu = 0
+    chain_len = 0
+    nu_cap = 1 << 62
+    while k < k_stop:
+        lim = k_stop - k
+        if i < grid.shape[0] and grid[i] - k < lim:
+            lim = grid[i] - k
+        if single:
+            nu = lim // span
+        elif fixed:
+            target_n = delta * (k - k_ref) / span
+            nu = 1
+            while nu * 2 <= target_n and nu * 2 <= nu_cap:
+                nu *= 2
+            nu = min(nu, lim // span)
+        else:
+            nu = min(int(delta * (k - k_ref)) // span, lim // span)
+        if nu < 1:
+            nu = 1
+        block = nu >= 2
+        reg0 = 0
+        if switching:
+            reg0 = coef(hp[0], z, s, consts, am1w, fw, hw)
+        if not (fixed and have_coef):
+            coef(hp[0], z, s, consts, am1, f, h)
+            if moving:
+                coef(hp[1], z, s, consts, am1b, fb, hb)
+                coef(hp[2], z, s, consts, am1c, fc, hc)
+            have_coef = True
+            chain_nu = 0
+        while True:
+            lv = _chain_level(nu, chain_nu, chain_len)
+            if lv < 0:
+                mode_chain(am1, f, h, nu, Qc, Xc, Y0c, Y1c)
+                chain_nu = nu
+                chain_len = _bit_length(nu)
+                lv = chain_len - 1
+            if moving and block:
+                _mode_interpolate_forcing(lv, Y0c, Y1c, W, nu, am1b, fb, hb, am1c, fc, hc, am1i, fi, hi)
+                mode_chain(am1i, fi, hi, nu, Qi, Xi, Y0i, Y1i)
+                beta = _mode_gain(lv, Y1i, W, nu)
+                # A^n from the middle's chain at level lv (nu = chain_nu >> t has the bit length lv + 1), the sums
+                # and G from the interpolated chain built for nu
+                mode_block_solve(lv, nu, lv + 1, Qc, Qi, am1i, Xi, Y0i, Y1i, hi, beta, s, s_new, nu, z[0], W, c0,
+                                 z1, geo_tol, G)
+            else:
+                beta = _mode_gain(lv, Y1c, W, nu)
+                mode_block_solve(lv, chain_nu, chain_len, Qc, Qc, am1, Xc, Y0c, Y1c, h, beta, s, s_new, nu, z[0],
+                                 W, c0, z1, geo_tol, G)
+            change, allowed = block_change(z[0], z1[0], beta, dmax)
+            ok = change <= allowed
+            if ok and switching and nu > 1:
+                ok = coef(hp[0], z1, s_new, consts, am1w, fw, hw) == reg0
+            if ok or nu == 1:
+                break
+            if single:
+                return k, i, 2, k_ref
+            nu //= 2
+            if fixed and not single:
+                nu_cap = nu
+            block = nu >= 2
+        if fixed and not single and change < allowed / 4.0 and nu >= nu_cap:
+            nu_cap = 2 * nu_cap if nu_cap < (1 << 61) else nu_cap
+        for j in range(size):
+            s[j] = s_new[j]
+        for r in range(nz):
+            carry[2 + r] = z[r]
+            z[r] = z1[r]
+        k += nu * span
+        if switching and not block and coef(hp[0], z, s, consts, am1w, fw, hw) != reg0:
+            k_ref = k
+        carry[0] = k
+        carry[1] = nu * span if block else 0.0
         if not (z[0] <= cap):
             return k, i, 1, k_ref
         if i < grid.shape[0] and k == grid[i]:

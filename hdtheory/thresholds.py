@@ -2,7 +2,7 @@
 closed forms of SGD's stochastic edge of stability (docs/derivations/sgd.md).
 
 For SGD the exact threshold is the root of ||K||(lr) = 1 (E4), i.e. where the spectral radius of the
-mean-square step map diag(a) + (lr^2/B) lambda lambda^T crosses 1 (sgd.md §1.4 proof). Two edges bound it:
+mean-square step map diag(a) + (lr^2/B) lambda lambda^T crosses 1 (docs/derivations/sgd.md §3). Two edges bound it:
 
 * trace edge (stochastic EoS, small batch):  lr ~ 2B / tr K          (||K|| ~ lr tr K / (2B));
 * lambda_max edge (classical EoS, large batch):  lr = 2B / ((B + 1) lambda_max);
@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .checks import check_batch
-from .theories.sgd import sgd_threshold
 from .theory import theory_for
 
 
@@ -52,7 +51,7 @@ class EdgeOfStability:
     """SGD's edges of stability at batch B (all in per-step lr units)."""
 
     batch: int
-    exact: float          # root of ||K|| = 1 (sgd.md E4)
+    exact: float          # root of ||K|| = 1
     trace_edge: float     # 2B / tr K
     lambda_edge: float    # 2B / ((B+1) lambda_max)
     lower_bound: float    # 2B / (tr K + (B+1) lambda_max)
@@ -70,6 +69,8 @@ class EdgeOfStability:
 
 def edge_of_stability(problem, batch: int = 1) -> EdgeOfStability:
     """Exact SGD threshold and its closed-form edges for ``problem`` at batch ``batch``."""
+    from .theories.sgd import sgd_threshold
+
     B = check_batch(batch)
     lam, _, mult = problem.spectral_modes(merge=True)
     tr, lmax = problem.trace, problem.lambda_max

@@ -13,7 +13,7 @@ from .base import OptimizerMixin, check_batch, check_positive
 @dataclass(frozen=True)
 class RelativeClip:
     """Clip level relative to the predicted risk: c_k = kappa sqrt(tr K * E_k / B) (E_k = 2 R_k, the
-    theory's prediction), i.e. normalized level tau_k = kappa sqrt(E_k) (research/clipped_sgd.md §2.2, 3)."""
+    theory's prediction), i.e. normalized level tau_k = kappa sqrt(E_k) (docs/derivations/clipped_sgd.md)."""
 
     kappa: float
 

@@ -23,7 +23,7 @@ def _check_momentum(name: str, value) -> float:
 
 @dataclass(frozen=True)
 class LADiLoCo(OptimizerMixin):
-    """LA-DiLoCo (research/la_diloco.md §1.1): M workers restart from the slow weights, each takes H inner
+    """LA-DiLoCo: M workers restart from the slow weights, each takes H inner
     (momentum-)SGD steps of size ``lr`` at batch B on its own fresh samples; the slow weights take an outer
     heavy-ball or Nesterov step of rate ``outer_lr`` (alpha) and momentum ``outer_momentum`` (beta) on the
     pseudo-gradient Delta = theta - mean of the workers' weights. Inner momentum buffers reset every round.

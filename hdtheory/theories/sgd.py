@@ -1,25 +1,16 @@
-"""SGD on streaming Gaussian least squares: exact per-mode second-moment recursion.
+"""SGD on streaming Gaussian least squares: the exact per-mode second-moment recursion.
 
-Update (DESIGN.md): theta_{k+1} = theta_k - lr_k (1/B) sum_b x_b (<x_b, theta_k> - y_b), fresh batch
-every step, averaged gradient, lr_k = lr * schedule(k).
+Update: theta_{k+1} = theta_k - lr_k (1/B) sum_b x_b (<x_b, theta_k> - y_b), a fresh batch every step. With
+rho_j(k) = E <u_j, theta_k - theta*>^2 on the eigenvectors of K and E = 2 R = sigma^2 + sum_j lambda_j rho_j,
 
-Theory (research/sgd.md §1.2, eq. E1; exact in expectation at every d for Gaussian x, any noise law
-with variance sigma^2): with rho_j(k) = E <u_j, theta_k - theta*>^2 on the eigenvectors of K,
+    rho_j(k+1) = (1 - 2 lr_k lambda_j + (1 + 1/B) lr_k^2 lambda_j^2) rho_j(k) + (lr_k^2 / B) lambda_j E(k)
 
-    rho_j(k+1) = a_j(k) rho_j(k) + (lr_k^2 / B) lambda_j E(k),
-    a_j(k)     = 1 - 2 lr_k lambda_j + (1 + 1/B) lr_k^2 lambda_j^2,
-    E(k)       = sigma^2 + sum_j lambda_j rho_j(k)  (twice the risk; risk = E/2, excess = (E - sigma^2)/2).
-
-Equal eigenvalues are merged into one state S = sum rho with noise multiplicity m (exact: sgd.md
-§5.6 PT2), so an isotropic problem costs one mode. In the driver's affine form
-s <- (1 + am1) s + f + h E:  am1 = lr lambda (-2 + (1 + 1/B) lr lambda), f = 0, h = (lr^2/B) m lambda;
-the coefficients do not depend on the state, so the block integrator is the one of sgd.md §5.3.
-
-Stability (sgd.md §1.4, E3-E4): the mean-square map is stable iff (1 + 1/B) lr lambda_max < 2 and
-
-    ||K||(lr) = (lr/B) sum_j lambda_j / (2 - (1 + 1/B) lr lambda_j) < 1;
-
-the largest stable lr solves ||K|| = 1 on (0, 2B / ((B + 1) lambda_max)) (||K|| is increasing there).
+(Isserlis' theorem on the Gaussian fourth moment; the discrete-time form of the homogenized-SGD risk equations of
+Paquette, Paquette, Adlam, Pennington 2022, arXiv:2205.07069, and of Paquette, Paquette, Xiao, Pennington 2024,
+arXiv:2405.15074, in our averaged-batch, per-step units). Exact in expectation at every d for Gaussian x and any
+noise law of variance sigma^2; equal eigenvalues merge exactly into one state of multiplicity m. Stable iff
+(1 + 1/B) lr lambda_max < 2 and ||K||(lr) = (lr/B) sum_j lambda_j / (2 - (1 + 1/B) lr lambda_j) < 1; the threshold
+is the root of ||K|| = 1. Derivation, conversions and measured accuracy: docs/derivations/sgd.md.
 """
 from __future__ import annotations
 
@@ -66,9 +57,8 @@ def sgd_exact_steps(lam, mult, rho, lr_seq, inv_b, sigma2, cap):
 
 def kernel_norm(lam, mult, lr: float, batch: int, mu: float = 1.0, A: float | None = None,
                 nuhat: float = 1.0) -> float:
-    """||K||(lr) = (lr nuhat / B) sum_j m_j lambda_j / (2 mu - A lr lambda_j)  (sgd.md E3 with SGD's
-    (mu, A, nuhat) = (1, 1 + 1/B, 1); clipped SGD at a relative clip level substitutes its factors,
-    research/clipped_sgd.md §3.3); inf past the lambda_max edge."""
+    """||K||(lr) = (lr nuhat / B) sum_j m_j lambda_j / (2 mu - A lr lambda_j), with SGD's (mu, A, nuhat) =
+    (1, 1 + 1/B, 1) (clipped SGD at a relative clip level substitutes its factors); inf past the lambda_max edge."""
     A = 1.0 + 1.0 / batch if A is None else A
     den = 2.0 * mu - A * lr * lam
     if np.any(den[lam > 0] <= 0):
@@ -78,7 +68,7 @@ def kernel_norm(lam, mult, lr: float, batch: int, mu: float = 1.0, A: float | No
 
 def sgd_threshold(lam, mult, batch: int, mu: float = 1.0, A: float | None = None, nuhat: float = 1.0) -> float:
     """Largest stable lr: the root of ||K||(lr) = 1 below the lambda_max edge 2 mu / (A lambda_max)
-    (sgd.md E4; ||K|| increases with lr there). With A <= 0 there is no lambda_max edge and ||K|| tends to
+    (||K|| increases with lr there). With A <= 0 there is no lambda_max edge and ||K|| tends to
     (nuhat / (B |A|)) sum_j m_j as lr -> inf: inf if that limit is <= 1."""
     A = 1.0 + 1.0 / batch if A is None else A
     lam = np.asarray(lam, dtype=np.float64)
