@@ -65,6 +65,9 @@ class BlockForm:
     dependence: int = FIXED
     switching: bool = False
     min_block: float | None = None
+    #: per-mode block size: 1 = the scalar map above; p > 1 = s_j <- (I + am1_j) s_j + f_j + h_j E with p x p
+    #: am1_j, the state component-major (``stepping.integrate_modes``, which ``run`` then binds)
+    p: int = 1
 
 
 class Theory:
