@@ -1,4 +1,5 @@
-"""SGD theory benchmarks (issue 3, item 9). Prints ratios against baselines run in this process:
+"""SGD theory benchmarks. Prints ratios against baselines run in this process (and writes them to
+benchmarks/results/bench_sgd.txt):
 
 (i)   solver throughput (mode-steps/s) of hd.solve(method="exact") vs a hand-written Numba loop of the same
       recursion and a vectorised NumPy loop, at d = 100 and d = 10^4 (target >= 0.7x the hand loop);
@@ -17,6 +18,9 @@ import numba as nb
 import numpy as np
 
 import hdtheory as hd
+from _report import Report
+
+report = Report("bench_sgd")
 
 
 @nb.njit(cache=True)
@@ -68,7 +72,7 @@ def throughput(d, steps):
     t_np, _ = best_of(lambda: numpy_loop(lam, rho0.copy(), opt.lr, 4, prob.sigma2, np_steps), repeat=1)
     assert abs(2 * curve.risk[-1] / E_hand - 1) < 1e-12, "solver and hand loop disagree"
     ms = d * steps
-    print(f"(i) d={d:>6}: hd.solve exact {ms / t_solve:.3e} mode-steps/s | hand Numba loop {ms / t_hand:.3e} | "
+    report(f"(i) d={d:>6}: hd.solve exact {ms / t_solve:.3e} mode-steps/s | hand Numba loop {ms / t_hand:.3e} | "
           f"NumPy loop {d * np_steps / t_np:.3e} | ratio solve/hand = {t_hand / t_solve:.2f}x (target >= 0.7x), "
           f"solve/NumPy = {(t_np / np_steps) / (t_solve / steps):.1f}x")
 
@@ -78,7 +82,7 @@ def long_horizon(d, steps, check_steps):
     opt = hd.SGD(0.5 * hd.stability_threshold(prob, hd.SGD(1.0, batch=1)))
     hd.solve(prob, opt, steps=10**4)  # compile
     t, curve = best_of(lambda: hd.solve(prob, opt, steps=steps))
-    print(f"(ii) d={d}: {steps:.0e} steps in {t:.3f} s ({curve.steps.size} record points, status {curve.status}) "
+    report(f"(ii) d={d}: {steps:.0e} steps in {t:.3f} s ({curve.steps.size} record points, status {curve.status}) "
           f"(target <= 1 s)")
     grid = hd.step_grid(check_steps)
     t_ex = time.perf_counter()
@@ -87,7 +91,7 @@ def long_horizon(d, steps, check_steps):
     auto = hd.solve(prob, opt, grid=grid)
     err = np.max(np.abs(auto.risk / exact.risk - 1))
     errx = np.max(np.abs(auto.excess_risk / exact.excess_risk - 1))
-    print(f"     error vs the exact recursion over {check_steps:.0e} steps: max rel. {err:.2e} (risk), {errx:.2e} "
+    report(f"     error vs the exact recursion over {check_steps:.0e} steps: max rel. {err:.2e} (risk), {errx:.2e} "
           f"(excess) [exact recursion took {t_ex:.1f} s; extrapolated to {steps:.0e} steps: "
           f"{t_ex * steps / check_steps:.0f} s, {t_ex * steps / check_steps / t:.0f}x the block solver]")
 
@@ -97,7 +101,7 @@ def theory_vs_simulation(d, steps, seeds, dtype="float64"):
 
     import validation
 
-    # many modes carry the risk (alpha = 0.5), so 16 seeds resolve the mean (see tests/test_validation.py)
+    # many modes carry the risk (alpha = 0.5), so 16 seeds resolve the mean (see tests/agreement/test_sgd.py)
     prob = hd.powerlaw(d, 0.5, 0.25, noise=hd.Gaussian(0.3))
     opt = hd.SGD(0.5 * hd.stability_threshold(prob, hd.SGD(1.0, batch=4)), batch=4)
     grid = hd.step_grid(steps)
@@ -106,7 +110,7 @@ def theory_vs_simulation(d, steps, seeds, dtype="float64"):
     t_th, curve = best_of(lambda: hd.solve(prob, opt, grid=grid))
     t_sim, sim = best_of(lambda: validation.simulate(prob, opt, grid=grid, seeds=seeds, key=1, dtype=dtype), repeat=1)
     rep = validation.compare(curve, sim)
-    print(f"(iii) d={d}, {steps} steps, {seeds} seeds, {dtype} on {jax.devices()[0].platform}: theory {t_th * 1e3:.1f} ms, "
+    report(f"(iii) d={d}, {steps} steps, {seeds} seeds, {dtype} on {jax.devices()[0].platform}: theory {t_th * 1e3:.1f} ms, "
           f"simulation {t_sim:.2f} s, ratio {t_sim / t_th:.0f}x (target >= 100x); agreement: {rep.summary()}")
 
 
