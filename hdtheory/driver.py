@@ -116,7 +116,7 @@ def solve(problem, opt, steps: int | None = None, *, grid=None, method: str = "a
             m = target - k
             if blocks is not None:
                 m = min(m, max(k_ref + blocks.k_block - k, span))
-            m = max(span, min(m, _EXACT_CHUNK - _EXACT_CHUNK % span))
+            m = max(span, min(m, _EXACT_CHUNK) // span * span)  # whole updates, even after a breakpoint mid-round
             done = theory.step(st, k, opt.hyper_at(np.arange(k, k + m)), cap_R)
             k += done
             R = float(theory.risk(st))
