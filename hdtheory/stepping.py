@@ -22,9 +22,16 @@ import numpy as np
 
 @nb.njit(cache=True)
 def log_multipliers(am1, ell):
-    """ell_j = log1p(am1_j) where a_j > 0 (NaN where a_j <= 0: those use signed powers)."""
+    """ell_j = log1p(am1_j) where a_j > 0 (NaN where a_j <= 0: those use signed powers); for |am1| < 1e-3 by
+    its series to x^6 (truncation below one ulp: the slow modes of a power law, without a libm call)."""
     for j in range(am1.shape[0]):
-        ell[j] = math.log1p(am1[j]) if am1[j] > -1.0 else np.nan
+        x = am1[j]
+        if abs(x) < 1e-3:
+            ell[j] = x * (1.0 - x * (0.5 - x * (1.0 / 3.0 - x * (0.25 - x * (0.2 - x / 6.0)))))
+        elif x > -1.0:
+            ell[j] = math.log1p(x)
+        else:
+            ell[j] = np.nan
 
 
 @nb.njit(cache=True)
@@ -104,8 +111,16 @@ def block_apply_geometric(am1, ell, f, h, an, S0, s_in, s_out, n, E0, E1, W, c0,
 def block_solve(am1, ell, f, h, an, S0, S1, beta, s_in, s_out, n, E0, W, c0, z, geo_tol):
     """One block with a self-consistent end value E1 = z[0]: linear interpolation with E1 solved exactly
     (the block is affine in E1: E_out(E1) = E_out(E0) + beta (E1 - E0)); then, if |log(E1/E0)| > geo_tol,
-    geometric interpolation with E1 solved by secant iteration in log E1."""
+    geometric interpolation with E1 solved by secant iteration in log E1. Where no mode is forced by E (h = 0)
+    the block does not depend on E1 and one application is the answer."""
     block_apply(an, S0, S1, f, h, s_in, s_out, n, E0, E0, W, c0, z)
+    forced = False
+    for j in range(h.shape[0]):
+        if h[j] != 0.0:
+            forced = True
+            break
+    if not forced:
+        return
     if beta < 1.0:
         E1 = (z[0] - beta * E0) / (1.0 - beta)
         block_apply(an, S0, S1, f, h, s_in, s_out, n, E0, E1, W, c0, z)
@@ -174,6 +189,12 @@ def extrapolate_scalars(z, zp, ratio, out):
 # the block integrator
 # ------------------------------------------------------------------------------------------------------
 
+#: a corrector pass is skipped once the previous pass ended within this relative distance of the end scalars its
+#: coefficients assumed (measured: curves within 5e-12 of always correcting; a signSGD floor at 1e7 steps within
+#: 1e-10 needs <= 1e-10)
+CTOL = 1e-10
+
+
 @nb.njit(cache=True)
 def _interpolate_forcing(S0, S1, nu, am1b, fb, hb, am1c, fc, hc, am1, f, h):
     """Coefficients of a block whose hyperparameters move from start (b) to end (c): each mode at the centre
@@ -199,7 +220,8 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
     evaluated once and blocks are powers of two (in updates) so that a^n, S0, S1 are reused; STATE: once per
     block, at its start; SCALARS: held at the scalars' weighted value z0 + (z1 - z0)(nu - 1)/(2 nu), z1 the
     block's end value, from a first pass at z0 (or at z1 extrapolated from the previous block, ``extrapolate``)
-    and ``correctors`` more passes, each at the z1 of the pass before.
+    and up to ``correctors`` more passes, each at the z1 of the pass before, until a pass ends at the scalars its
+    coefficients assumed (to CTOL relative: a further pass would change nothing that matters).
 
     Block length: about delta (k - k_ref) steps (a multiple of ``span``, at least one update), never past the
     next record step or k_stop; with ``single`` exactly one block of up to k_stop - k steps (a rejected one is
@@ -227,6 +249,7 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
     zc = np.empty(nz)
     zg = np.empty(nz)
     zp = np.empty(nz)
+    za = np.empty(nz)
     for r in range(nz):
         zp[r] = carry[2 + r]
     moving = False
@@ -280,10 +303,21 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
             if guess:
                 extrapolate_scalars(z, zp, nu * span / n_prev, zg)
             for p in range(passes):
+                if p > 0:
+                    # the end scalars this pass's coefficients assume (the previous pass's end): stop once a pass
+                    # ends where its coefficients assumed it would
+                    settled = True
+                    for r in range(nz):
+                        if abs(z1[r] - za[r]) > CTOL * abs(z1[r]):
+                            settled = False
+                    if settled:
+                        break
                 for r in range(nz):
                     if p == 0:
+                        za[r] = zg[r] if guess else z[r]
                         zc[r] = z[r] + (zg[r] - z[r]) * w if guess else z[r]
                     else:
+                        za[r] = z1[r]
                         zc[r] = z[r] + (z1[r] - z[r]) * w
                 if not (fixed and have_coef):
                     coef(hp[0], zc, s, consts, am1, f, h)
@@ -353,20 +387,20 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
 # ------------------------------------------------------------------------------------------------------
 # the block integrator for a p x p map per mode (``BlockForm.p`` > 1)
 # ------------------------------------------------------------------------------------------------------
-# For s_j <- A_j s_j + f_j + h_j E with p x p matrices A_j = I + am1_j (state component-major: component c of
-# mode j at s[c * modes + j]) a block of n steps is
+# For s_j <- A_j s_j + f_j + h_j E with p x p matrices A_j = I + am1_j a block of n steps is
 #
-#     s_j(k+n) = A^n s_j + S0 f_j + E0 S0 h_j + (E1 - E0)/n S1 h_j     (E linear in the block),
-#     s_j(k+n) = A^n s_j + S0 f_j + E0 G(r) h_j,  G(r) = sum_{i<n} A^(n-1-i) r^i     (E geometric, E1 = E0 r^n),
+#     s_j(k+n) = A^n s_j + S0 f_j + E0 S0 h_j + (E1 - E0)/n S1 h_j              (E linear in the block),
+#     s_j(k+n) = A^n s_j + S0 f_j + E0 G(r) h_j,  G(r) = sum_{i<n} A^(n-1-i) r^i   (E geometric, E1 = E0 r^n),
 #
-# with S0 = sum_{m<n} A^m and S1 = sum_{i<n} i A^(n-1-i) as in the scalar form. They are built along the binary
-# expansion of n, most significant bit first: with Q = A^m - I (kept apart from I, so slow modes lose no digits),
+# S0 = sum_{m<n} A^m and S1 = sum_{i<n} i A^(n-1-i) as in the scalar form. They are built along the binary
+# expansion of n, most significant bit first, with Q = A^m - I kept apart from I (slow modes lose no digits):
 #     doubling   Q <- 2 Q + Q^2,   S0 v <- 2 S0 v + Q S0 v,   S1 v <- 2 S1 v + Q S1 v + m S0 v,
 #                G v <- (1 + r^m) G v + Q G v;
 #     increment  Q <- Q + am1 + am1 Q,   S0 v <- v + S0 v + am1 S0 v,   S1 v <- S1 v + am1 S1 v + m v,
 #                G v <- G v + am1 G v + r^m v;
-# only the vectors S0 f, S0 h, S1 h and G h are formed. Every prefix of the expansion is kept (the chain), so a
-# halved block (n // 2) costs nothing more, and G is rebuilt from the stored Q for every trial r.
+# only the vectors S0 f, S0 h, S1 h and G h are formed, and G is rebuilt with its own Q for each trial r (no
+# stored chain: every work array is at most p x p x modes, so a call allocates little). Layout: mode index last
+# (am1[a, b, j], f[a, j]; the state component-major, s[a * modes + j]), so every inner loop runs over the modes.
 
 
 @nb.njit(cache=True)
@@ -379,169 +413,165 @@ def _bit_length(n):
 
 
 @nb.njit(cache=True)
-def _chain_level(nu, chain_nu, chain_len):
-    """Level of nu in the chain built for chain_nu (nu = chain_nu >> t), or -1 if nu is not a prefix."""
-    if chain_nu <= 0:
-        return -1
-    for t in range(chain_len):
-        if (chain_nu >> t) == nu:
-            return chain_len - 1 - t
-    return -1
+def _mat_double(Q, T):
+    """Q <- 2 Q + Q Q per mode (Q, T (p, p, modes); T scratch)."""
+    p, nm = Q.shape[0], Q.shape[2]
+    for a in range(p):
+        for b in range(p):
+            t = T[a, b]
+            q = Q[a, b]
+            for j in range(nm):
+                t[j] = 2.0 * q[j]
+            for c in range(p):
+                qac = Q[a, c]
+                qcb = Q[c, b]
+                for j in range(nm):
+                    t[j] += qac[j] * qcb[j]
+    Q[:, :, :] = T
 
 
 @nb.njit(cache=True)
-def mode_chain(am1, f, h, nu, Qc, Xc, Y0c, Y1c):
-    """The chain of every prefix m_l = nu >> (L - 1 - l), l < L = bit length of nu, for every mode j:
-    Qc[l, j] = A^m_l - I, Xc[l, j] = S0 f_j, Y0c[l, j] = S0 h_j, Y1c[l, j] = S1 h_j (see above)."""
-    nm, p = am1.shape[0], am1.shape[1]
+def _mat_increment(am1, Q, T):
+    """Q <- Q + am1 + am1 Q per mode (A^m - I -> A^(m+1) - I)."""
+    p, nm = Q.shape[0], Q.shape[2]
+    for a in range(p):
+        for b in range(p):
+            t = T[a, b]
+            for j in range(nm):
+                t[j] = Q[a, b, j] + am1[a, b, j]
+            for c in range(p):
+                ac = am1[a, c]
+                qcb = Q[c, b]
+                for j in range(nm):
+                    t[j] += ac[j] * qcb[j]
+    Q[:, :, :] = T
+
+
+@nb.njit(cache=True)
+def _mat_vec(M, v, out, c):
+    """out = c v + M v per mode (M (p, p, modes), v and out (p, modes), out != v)."""
+    p, nm = v.shape[0], v.shape[1]
+    for a in range(p):
+        o = out[a]
+        va = v[a]
+        for j in range(nm):
+            o[j] = c * va[j]
+        for b in range(p):
+            mab = M[a, b]
+            vb = v[b]
+            for j in range(nm):
+                o[j] += mab[j] * vb[j]
+
+
+@nb.njit(cache=True)
+def mode_powers(am1, f, h, nu, Q, X, Y0, Y1, T, tv):
+    """Q = A^nu - I, X = S0 f, Y0 = S0 h, Y1 = S1 h per mode (see above); T (p, p, modes) and tv (p, modes) are
+    scratch."""
     L = _bit_length(nu)
-    T = np.empty((p, p))
-    tx = np.empty(p)
-    ty0 = np.empty(p)
-    ty1 = np.empty(p)
-    for j in range(nm):
-        for a in range(p):
-            Xc[0, j, a] = f[j, a]
-            Y0c[0, j, a] = h[j, a]
-            Y1c[0, j, a] = 0.0
-            for b in range(p):
-                Qc[0, j, a, b] = am1[j, a, b]
-        m = 1.0
-        for l in range(1, L):
-            Q = Qc[l - 1, j]
-            Qn = Qc[l, j]
-            X, Y0, Y1 = Xc[l - 1, j], Y0c[l - 1, j], Y1c[l - 1, j]
-            Xn, Y0n, Y1n = Xc[l, j], Y0c[l, j], Y1c[l, j]
-            for a in range(p):
-                qx = 0.0
-                qy0 = 0.0
-                qy1 = 0.0
-                for b in range(p):
-                    acc = 0.0
-                    for c in range(p):
-                        acc += Q[a, c] * Q[c, b]
-                    Qn[a, b] = 2.0 * Q[a, b] + acc
-                    qx += Q[a, b] * X[b]
-                    qy0 += Q[a, b] * Y0[b]
-                    qy1 += Q[a, b] * Y1[b]
-                Xn[a] = 2.0 * X[a] + qx
-                Y0n[a] = 2.0 * Y0[a] + qy0
-                Y1n[a] = 2.0 * Y1[a] + qy1 + m * Y0[a]
-            m *= 2.0
-            if (nu >> (L - 1 - l)) & 1:
-                for a in range(p):
-                    for b in range(p):
-                        acc = 0.0
-                        for c in range(p):
-                            acc += am1[j, a, c] * Qn[c, b]
-                        T[a, b] = acc
-                for a in range(p):
-                    ax = 0.0
-                    ay0 = 0.0
-                    ay1 = 0.0
-                    for c in range(p):
-                        ax += am1[j, a, c] * Xn[c]
-                        ay0 += am1[j, a, c] * Y0n[c]
-                        ay1 += am1[j, a, c] * Y1n[c]
-                    tx[a] = f[j, a] + Xn[a] + ax
-                    ty0[a] = h[j, a] + Y0n[a] + ay0
-                    ty1[a] = Y1n[a] + ay1 + m * h[j, a]
-                for a in range(p):
-                    Xn[a] = tx[a]
-                    Y0n[a] = ty0[a]
-                    Y1n[a] = ty1[a]
-                    for b in range(p):
-                        Qn[a, b] = Qn[a, b] + am1[j, a, b] + T[a, b]
-                m += 1.0
+    Q[:, :, :] = am1
+    X[:, :] = f
+    Y0[:, :] = h
+    Y1[:, :] = 0.0
+    m = 1.0
+    for l in range(1, L):
+        _mat_vec(Q, X, tv, 2.0)
+        X[:, :] = tv
+        _mat_vec(Q, Y1, tv, 2.0)
+        Y1[:, :] = tv + m * Y0
+        _mat_vec(Q, Y0, tv, 2.0)
+        Y0[:, :] = tv
+        _mat_double(Q, T)
+        m *= 2.0
+        if (nu >> (L - 1 - l)) & 1:
+            _mat_vec(am1, X, tv, 1.0)
+            X[:, :] = tv + f
+            _mat_vec(am1, Y1, tv, 1.0)
+            Y1[:, :] = tv + m * h
+            _mat_vec(am1, Y0, tv, 1.0)
+            Y0[:, :] = tv + h
+            _mat_increment(am1, Q, T)
+            m += 1.0
 
 
 @nb.njit(cache=True)
-def _mode_geometric(lv, chain_nu, chain_len, Qc, am1, h, r, G):
-    """G[j] = G(r) h_j at the chain's level lv (see above)."""
-    nm, p = am1.shape[0], am1.shape[1]
-    t = np.empty(p)
-    for j in range(nm):
-        for a in range(p):
-            G[j, a] = h[j, a]
-        rm = r
-        for l in range(1, lv + 1):
-            Q = Qc[l - 1, j]
-            for a in range(p):
-                acc = (1.0 + rm) * G[j, a]
-                for b in range(p):
-                    acc += Q[a, b] * G[j, b]
-                t[a] = acc
-            rm = rm * rm
-            if (chain_nu >> (chain_len - 1 - l)) & 1:
-                for a in range(p):
-                    acc = t[a] + rm * h[j, a]
-                    for b in range(p):
-                        acc += am1[j, a, b] * t[b]
-                    G[j, a] = acc
-                rm *= r
-            else:
-                for a in range(p):
-                    G[j, a] = t[a]
+def mode_geometric(am1, h, nu, r, G, Qg, T, tv):
+    """G = G(r) h = sum_{i<nu} A^(nu-1-i) r^i h per mode (see above); Qg, T (p, p, modes) and tv scratch."""
+    L = _bit_length(nu)
+    Qg[:, :, :] = am1
+    G[:, :] = h
+    rm = r
+    for l in range(1, L):
+        _mat_vec(Qg, G, tv, 1.0 + rm)
+        G[:, :] = tv
+        _mat_double(Qg, T)
+        rm = rm * rm
+        if (nu >> (L - 1 - l)) & 1:
+            _mat_vec(am1, G, tv, 1.0)
+            G[:, :] = tv + rm * h
+            _mat_increment(am1, Qg, T)
+            rm *= r
 
 
 @nb.njit(cache=True)
-def mode_block_apply(lv, Qa, Xc, Y0c, Y1c, s_in, s_out, nu, E0, E1, W, c0, z):
-    """s_out = one block of nu steps from s_in, E linear from E0 to E1 (A^n from the chain Qa, the sums from
-    Xc, Y0c, Y1c, at level lv); z = c0 + W @ s_out."""
-    nm, p = Xc.shape[1], Xc.shape[2]
+def mode_block_apply(Q, X, Y0, Y1, s_in, s_out, nu, E0, E1, W, c0, z):
+    """s_out = one block of nu steps from s_in, E linear from E0 to E1 (Q = A^nu - I; X, Y0, Y1 the sums);
+    z = c0 + W @ s_out."""
+    p, nm = X.shape[0], X.shape[1]
     slope = (E1 - E0) / nu
-    for j in range(nm):
-        for a in range(p):
-            acc = s_in[a * nm + j] + Xc[lv, j, a] + E0 * Y0c[lv, j, a] + slope * Y1c[lv, j, a]
-            for b in range(p):
-                acc += Qa[lv, j, a, b] * s_in[b * nm + j]
-            s_out[a * nm + j] = acc
+    for a in range(p):
+        o = a * nm
+        for j in range(nm):
+            s_out[o + j] = s_in[o + j] + X[a, j] + E0 * Y0[a, j] + slope * Y1[a, j]
+        for b in range(p):
+            q = Q[a, b]
+            ob = b * nm
+            for j in range(nm):
+                s_out[o + j] += q[j] * s_in[ob + j]
     readout(W, c0, s_out, z)
 
 
 @nb.njit(cache=True)
-def mode_block_apply_geometric(lv, chain_nu, chain_len, Qa, Qs, am1s, Xc, hs, s_in, s_out, nu, E0, E1, W, c0, z,
-                               G):
-    """As ``mode_block_apply`` with E geometric from E0 to E1 > 0 (G from the chain Qs of the coefficients am1s)."""
-    nm, p = Xc.shape[1], Xc.shape[2]
+def mode_block_apply_geometric(Q, X, am1s, hs, s_in, s_out, nu, E0, E1, W, c0, z, G, Qg, T, tv):
+    """As ``mode_block_apply`` with E geometric from E0 to E1 > 0 (G from the coefficients am1s, hs)."""
+    p, nm = X.shape[0], X.shape[1]
     r = math.exp(math.log(E1 / E0) / nu)
-    _mode_geometric(lv, chain_nu, chain_len, Qs, am1s, hs, r, G)
-    for j in range(nm):
-        for a in range(p):
-            acc = s_in[a * nm + j] + Xc[lv, j, a] + E0 * G[j, a]
-            for b in range(p):
-                acc += Qa[lv, j, a, b] * s_in[b * nm + j]
-            s_out[a * nm + j] = acc
+    mode_geometric(am1s, hs, nu, r, G, Qg, T, tv)
+    for a in range(p):
+        o = a * nm
+        for j in range(nm):
+            s_out[o + j] = s_in[o + j] + X[a, j] + E0 * G[a, j]
+        for b in range(p):
+            q = Q[a, b]
+            ob = b * nm
+            for j in range(nm):
+                s_out[o + j] += q[j] * s_in[ob + j]
     readout(W, c0, s_out, z)
 
 
 @nb.njit(cache=True)
-def mode_block_solve(lv, chain_nu, chain_len, Qa, Qs, am1s, Xc, Y0c, Y1c, hs, beta, s_in, s_out, nu, E0, W, c0, z,
-                     geo_tol, G):
+def mode_block_solve(Q, X, Y0, Y1, am1s, hs, beta, s_in, s_out, nu, E0, W, c0, z, geo_tol, G, Qg, T, tv):
     """``block_solve`` for the p x p form: linear interpolation with E1 solved exactly, then, if
     |log(E1/E0)| > geo_tol, geometric interpolation with E1 solved by secant iteration in log E1."""
-    mode_block_apply(lv, Qa, Xc, Y0c, Y1c, s_in, s_out, nu, E0, E0, W, c0, z)
+    mode_block_apply(Q, X, Y0, Y1, s_in, s_out, nu, E0, E0, W, c0, z)
     if beta < 1.0:
         E1 = (z[0] - beta * E0) / (1.0 - beta)
-        mode_block_apply(lv, Qa, Xc, Y0c, Y1c, s_in, s_out, nu, E0, E1, W, c0, z)
+        mode_block_apply(Q, X, Y0, Y1, s_in, s_out, nu, E0, E1, W, c0, z)
     E1 = z[0]
     if not (E0 > 1e-280 and E1 > 1e-280 and beta < 1.0) or abs(math.log(E1 / E0)) <= geo_tol:
         return
     u0 = math.log(E1)
-    mode_block_apply_geometric(lv, chain_nu, chain_len, Qa, Qs, am1s, Xc, hs, s_in, s_out, nu, E0, E1, W, c0, z, G)
+    mode_block_apply_geometric(Q, X, am1s, hs, s_in, s_out, nu, E0, E1, W, c0, z, G, Qg, T, tv)
     if not (z[0] > 0.0):
-        mode_block_apply(lv, Qa, Xc, Y0c, Y1c, s_in, s_out, nu, E0, E1, W, c0, z)
+        mode_block_apply(Q, X, Y0, Y1, s_in, s_out, nu, E0, E1, W, c0, z)
         return
     g0 = math.log(z[0]) - u0
     if abs(g0) < 1e-10:
         return
     u1 = u0 + g0 / (1.0 - beta)
     for _ in range(60):
-        mode_block_apply_geometric(lv, chain_nu, chain_len, Qa, Qs, am1s, Xc, hs, s_in, s_out, nu, E0,
-                                   math.exp(u1), W, c0, z, G)
+        mode_block_apply_geometric(Q, X, am1s, hs, s_in, s_out, nu, E0, math.exp(u1), W, c0, z, G, Qg, T, tv)
         if not (z[0] > 0.0):
-            mode_block_apply_geometric(lv, chain_nu, chain_len, Qa, Qs, am1s, Xc, hs, s_in, s_out, nu, E0,
-                                       math.exp(u0), W, c0, z, G)
+            mode_block_apply_geometric(Q, X, am1s, hs, s_in, s_out, nu, E0, math.exp(u0), W, c0, z, G, Qg, T, tv)
             return
         g1 = math.log(z[0]) - u1
         if abs(g1) < 1e-10 or g1 == g0:
@@ -551,35 +581,35 @@ def mode_block_solve(lv, chain_nu, chain_len, Qa, Qs, am1s, Xc, Y0c, Y1c, hs, be
 
 
 @nb.njit(cache=True)
-def _mode_gain(lv, Y1c, W, nu):
+def _mode_gain(Y1, W, nu):
     """The block's noise-loop gain beta = W[0] . S1 h / nu."""
-    nm, p = Y1c.shape[1], Y1c.shape[2]
+    p, nm = Y1.shape[0], Y1.shape[1]
     beta = 0.0
-    for j in range(nm):
-        for a in range(p):
-            beta += W[0, a * nm + j] * Y1c[lv, j, a]
+    for a in range(p):
+        for j in range(nm):
+            beta += W[0, a * nm + j] * Y1[a, j]
     return beta / nu
 
 
 @nb.njit(cache=True)
-def _mode_interpolate_forcing(lv, Y0c, Y1c, W, nu, am1b, fb, hb, am1c, fc, hc, am1, f, h):
+def _mode_interpolate_forcing(Y0, Y1, W, nu, am1b, fb, hb, am1c, fc, hc, am1, f, h):
     """Coefficients of a block whose hyperparameters move from start (b) to end (c): each mode at the centre of
-    its memory as seen by the readout, x_j = (W_j . S1 h_j) / (W_j . S0 h_j) / (nu - 1) (clipped to [0, 1]; 1/2
+    its memory as the readout sees it, x_j = (W_j . S1 h_j) / (W_j . S0 h_j) / (nu - 1) (clipped to [0, 1]; 1/2
     where W_j . S0 h_j = 0), by linear interpolation (``_interpolate_forcing`` for p x p modes)."""
-    nm, p = Y0c.shape[1], Y0c.shape[2]
+    p, nm = Y0.shape[0], Y0.shape[1]
     for j in range(nm):
         num = 0.0
         den = 0.0
         for a in range(p):
-            num += W[0, a * nm + j] * Y1c[lv, j, a]
-            den += W[0, a * nm + j] * Y0c[lv, j, a]
+            num += W[0, a * nm + j] * Y1[a, j]
+            den += W[0, a * nm + j] * Y0[a, j]
         x = num / den / max(nu - 1.0, 1.0) if abs(den) > 1e-300 else 0.5
         x = min(max(x, 0.0), 1.0)
         for a in range(p):
-            f[j, a] = fb[j, a] + (fc[j, a] - fb[j, a]) * x
-            h[j, a] = hb[j, a] + (hc[j, a] - hb[j, a]) * x
+            f[a, j] = fb[a, j] + (fc[a, j] - fb[a, j]) * x
+            h[a, j] = hb[a, j] + (hc[a, j] - hb[a, j]) * x
             for b in range(p):
-                am1[j, a, b] = am1b[j, a, b] + (am1c[j, a, b] - am1b[j, a, b]) * x
+                am1[a, b, j] = am1b[a, b, j] + (am1c[a, b, j] - am1b[a, b, j]) * x
 
 
 @nb.njit(inline="always")
@@ -587,8 +617,8 @@ def integrate_modes(coef, p, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, s
                     dmax, dependence, correctors, extrapolate, single, switching, carry):
     """``integrate`` for a p x p affine map per mode, s_j <- (I + am1_j) s_j + f_j + h_j E (``BlockForm.p``).
 
-    ``coef(hp_row, z, s, consts, am1, f, h) -> regime`` fills am1 (modes, p, p), f and h (modes, p); the state is
-    component-major (component c of mode j at s[c * modes + j]). Block lengths, step-size control, moving
+    ``coef(hp_row, z, s, consts, am1, f, h) -> regime`` fills am1 (p, p, modes), f and h (p, modes); the state
+    is component-major (component a of mode j at s[a * modes + j]). Block lengths, step-size control, moving
     hyperparameters (A^n at the block's middle, the forcing sums at each mode's memory centre), switches and
     ``carry`` as in ``integrate``; ``dependence`` FIXED (coefficients reused) or STATE (once per block, at its
     start; a halved block reuses them: the state is the same). SCALARS, ``correctors`` and ``extrapolate`` are
@@ -596,44 +626,44 @@ def integrate_modes(coef, p, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, s
     size = s.shape[0]
     nm = size // p
     nz = W.shape[0]
-    am1 = np.empty((nm, p, p))
-    f = np.empty((nm, p))
-    h = np.empty((nm, p))
+    am1 = np.empty((p, p, nm))
+    f = np.empty((p, nm))
+    h = np.empty((p, nm))
+    Q = np.empty((p, p, nm))
+    X = np.empty((p, nm))
+    Y0 = np.empty((p, nm))
+    Y1 = np.empty((p, nm))
+    T = np.empty((p, p, nm))
+    Qg = np.empty((p, p, nm))
+    G = np.empty((p, nm))
+    tv = np.empty((p, nm))
     s_new = np.empty(size)
     z1 = np.empty(nz)
-    G = np.empty((nm, p))
     moving = False
     for r in range(hp.shape[1]):
         if hp[1, r] != hp[2, r]:
             moving = True
     nb_ = nm if moving else 0
-    am1b = np.empty((nb_, p, p))
-    fb = np.empty((nb_, p))
-    hb = np.empty((nb_, p))
-    am1c = np.empty((nb_, p, p))
-    fc = np.empty((nb_, p))
-    hc = np.empty((nb_, p))
-    am1i = np.empty((nb_, p, p))
-    fi = np.empty((nb_, p))
-    hi = np.empty((nb_, p))
+    am1b = np.empty((p, p, nb_))
+    fb = np.empty((p, nb_))
+    hb = np.empty((p, nb_))
+    am1c = np.empty((p, p, nb_))
+    fc = np.empty((p, nb_))
+    hc = np.empty((p, nb_))
+    am1i = np.empty((p, p, nb_))
+    fi = np.empty((p, nb_))
+    hi = np.empty((p, nb_))
+    Qi = np.empty((p, p, nb_))
+    Xi = np.empty((p, nb_))
+    Y0i = np.empty((p, nb_))
+    Y1i = np.empty((p, nb_))
     ns = nm if switching else 0
-    am1w = np.empty((ns, p, p))
-    fw = np.empty((ns, p))
-    hw = np.empty((ns, p))
-    Lmax = max(_bit_length(max((k_stop - k) // span, 1)), 1)
-    Qc = np.empty((Lmax, nm, p, p))
-    Xc = np.empty((Lmax, nm, p))
-    Y0c = np.empty((Lmax, nm, p))
-    Y1c = np.empty((Lmax, nm, p))
-    Li = Lmax if moving else 0
-    Qi = np.empty((Li, nb_, p, p))
-    Xi = np.empty((Li, nb_, p))
-    Y0i = np.empty((Li, nb_, p))
-    Y1i = np.empty((Li, nb_, p))
+    am1w = np.empty((p, p, ns))
+    fw = np.empty((p, ns))
+    hw = np.empty((p, ns))
     fixed = dependence == 0
     have_coef = False
-    chain_nu = 0
-    chain_len = 0
+    nu_pow = 0
     nu_cap = 1 << 62
     while k < k_stop:
         lim = k_stop - k
@@ -661,26 +691,21 @@ def integrate_modes(coef, p, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, s
                 coef(hp[1], z, s, consts, am1b, fb, hb)
                 coef(hp[2], z, s, consts, am1c, fc, hc)
             have_coef = True
-            chain_nu = 0
+            nu_pow = 0
         while True:
-            lv = _chain_level(nu, chain_nu, chain_len)
-            if lv < 0:
-                mode_chain(am1, f, h, nu, Qc, Xc, Y0c, Y1c)
-                chain_nu = nu
-                chain_len = _bit_length(nu)
-                lv = chain_len - 1
+            if nu != nu_pow:
+                mode_powers(am1, f, h, nu, Q, X, Y0, Y1, T, tv)
+                nu_pow = nu
             if moving and block:
-                _mode_interpolate_forcing(lv, Y0c, Y1c, W, nu, am1b, fb, hb, am1c, fc, hc, am1i, fi, hi)
-                mode_chain(am1i, fi, hi, nu, Qi, Xi, Y0i, Y1i)
-                beta = _mode_gain(lv, Y1i, W, nu)
-                # A^n from the middle's chain at level lv (nu = chain_nu >> t has the bit length lv + 1), the sums
-                # and G from the interpolated chain built for nu
-                mode_block_solve(lv, nu, lv + 1, Qc, Qi, am1i, Xi, Y0i, Y1i, hi, beta, s, s_new, nu, z[0], W, c0,
-                                 z1, geo_tol, G)
+                # A^n at the block's middle; the sums and G at each mode's memory centre
+                _mode_interpolate_forcing(Y0, Y1, W, nu, am1b, fb, hb, am1c, fc, hc, am1i, fi, hi)
+                mode_powers(am1i, fi, hi, nu, Qi, Xi, Y0i, Y1i, T, tv)
+                beta = _mode_gain(Y1i, W, nu)
+                mode_block_solve(Q, Xi, Y0i, Y1i, am1i, hi, beta, s, s_new, nu, z[0], W, c0, z1, geo_tol, G, Qg, T,
+                                 tv)
             else:
-                beta = _mode_gain(lv, Y1c, W, nu)
-                mode_block_solve(lv, chain_nu, chain_len, Qc, Qc, am1, Xc, Y0c, Y1c, h, beta, s, s_new, nu, z[0],
-                                 W, c0, z1, geo_tol, G)
+                beta = _mode_gain(Y1, W, nu)
+                mode_block_solve(Q, X, Y0, Y1, am1, h, beta, s, s_new, nu, z[0], W, c0, z1, geo_tol, G, Qg, T, tv)
             change, allowed = block_change(z[0], z1[0], beta, dmax)
             ok = change <= allowed
             if ok and switching and nu > 1:
