@@ -13,7 +13,8 @@ level tau^2 = c^2 B / tr K (a ``RelativeClip(kappa)``: tau^2 = kappa^2 E),
 with (mu, nu = nu-hat E, A) evaluated at (q_k, tau_k) (``factors``). At c = inf the factors are SGD's
 (1, E, 1 + 1/B) and this is SGD's recursion exactly. Equal eigenvalues are merged (forcing times the
 multiplicity). Block form: am1 = lr lambda (-2 mu + lr lambda A), f = 0, h = (lr^2/B) nu-hat m lambda; the
-factors depend on E (``SCALARS``).
+factors depend on E (``SCALARS``), except without clipping and for a relative level with Gaussian residuals,
+where they depend on tau^2/E = kappa^2 only (``FIXED``).
 
 Validity: the model replaces ||x_b||^2 by tr K and drops the full-gradient part of ||g||^2, so it needs
 tr K / lambda_max >> B and a large effective rank; ``init`` warns below tr K / lambda_max = 20 or above
@@ -25,6 +26,7 @@ diverges and the risk settles at a floor (``stationary_risk``). A relative level
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -34,9 +36,9 @@ import numpy as np
 from scipy.optimize import brentq
 
 from ...stepping import integrate
-from ...theory import SCALARS, BlockForm, Theory, Threshold
+from ...theory import FIXED, SCALARS, BlockForm, Theory, Threshold
 from ..sgd import sgd_threshold
-from .factors import _gauss_factors, clip_factors_nb, law_spec
+from .factors import LAW_GAUSS, _gauss_factors, clip_factors_nb, law_spec
 
 _EMPTY = np.zeros(0)
 
@@ -162,8 +164,12 @@ class ClippedSGDTheory(Theory):
                                        st.sigma2, 2.0 * cap, *st.spec, _EMPTY))
 
     def block_form(self, st, opt) -> BlockForm:
+        # the factors depend on E except where they are SGD's (no clipping at any step) or depend on tau^2/E only
+        # with Gaussian residuals (a relative level and Gaussian noise or sigma = 0: tau^2/E = kappa^2)
+        unclipped = not st.relative and math.isinf(opt.clip) and opt.clip_schedule is None
+        fixed = unclipped or (st.relative and st.spec[0] == LAW_GAUSS)
         return BlockForm(run=_integrate, consts=st.consts, s=st.rho, W=np.ascontiguousarray(st.lam[None, :]),
-                         c0=np.array([st.sigma2]), dependence=SCALARS)
+                         c0=np.array([st.sigma2]), dependence=FIXED if fixed else SCALARS)
 
     def threshold(self, problem, opt) -> Threshold:
         """inf for a finite fixed clip level; SGD's threshold where the level is inf at some step; for a
@@ -187,6 +193,33 @@ class ClippedSGDTheory(Theory):
         if math.isinf(opt.clip * cpeak):
             return Threshold(sgd_threshold(lam, mult, opt.batch) / peak, "")
         return Threshold(math.inf, "a finite fixed clip level bounds every step: no divergence")
+
+    def lr_scale(self, problem, opt) -> float:
+        """The top of a theory-optimal lr search: the threshold where it is finite; for a finite fixed clip level
+        (no divergence) twice the no-progress lr, the constant lr whose stationary risk is the initial risk
+        (above it the run ends worse than it started), over the lr schedule's peak; without label noise (no
+        floor) SGD's threshold, past which the risk no longer tends to 0."""
+        top = self.threshold(problem, opt).lr
+        peak = opt.sched.peak()
+        if math.isfinite(top) or opt.relative or not peak > 0:
+            return top
+        lam, _, mult = problem.spectral_modes(merge=True)
+        if problem.sigma2 == 0:
+            return sgd_threshold(lam, mult, opt.batch) / peak
+        R0 = float(problem.initial_risk)
+        base = dataclasses.replace(opt, schedule=None)
+        if not R0 > self.stationary_risk(problem, base.with_lr(1e-300)):
+            raise ValueError("the initial risk is at the noise floor: no lr improves it")
+
+        def excess(log_lr):
+            return math.log(self.stationary_risk(problem, base.with_lr(math.exp(log_lr))) / R0)
+
+        lo = hi = math.log(sgd_threshold(lam, mult, opt.batch))
+        while excess(lo) >= 0:
+            lo -= math.log(16.0)
+        while excess(hi) <= 0:
+            hi += math.log(16.0)
+        return 2.0 * math.exp(brentq(excess, lo, hi, xtol=1e-8)) / peak
 
     def stationary_risk(self, problem, opt) -> float:
         """Risk at the fixed point of the recursion for the base lr and the clip level at step 0:
