@@ -169,7 +169,9 @@ class _Blocks:
             min_block = form.min_block
         elif not self.piecewise:
             min_block = max(MIN_BLOCK, SINGLE_BLOCK_COST / size)
-        elif form.dependence == SCALARS:
+        elif form.dependence == SCALARS and form.switching:
+            # coefficients evaluated at every pass (1 + correctors per block); elsewhere they are reused while the
+            # scalars stay within stepping.ZTOL of their last evaluation, and a block costs what a fixed one does
             min_block = max(MIN_BLOCK, MIN_BLOCK_SCALAR_PASS * (1 + correctors))
         else:
             min_block = MIN_BLOCK

@@ -193,6 +193,10 @@ def extrapolate_scalars(z, zp, ratio, out):
 #: coefficients assumed (measured: curves within 5e-12 of always correcting; a signSGD floor at 1e7 steps within
 #: 1e-10 needs <= 1e-10)
 CTOL = 1e-10
+#: scalar-dependent coefficients are reused (with their powers, as fixed ones are) while the scalars at which a pass
+#: wants them stay within this relative distance of where they were last evaluated: on a plateau of the risk (a
+#: floor) blocks then cost what fixed ones do, and the floor is still reached to ~ZTOL
+ZTOL = 1e-11
 
 
 @nb.njit(cache=True)
@@ -276,13 +280,17 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
     nu_pow = -1
     beta = 0.0
     nu_cap = 1 << 62
+    zev = np.empty(nz)  # the scalars at which the coefficients in hand were evaluated
+    # (not across a closure switch: there the coefficients jump)
+    lazy = by_scalars and ZTOL > 0.0 and not single and not moving and not switching
+    reused = False  # the last block reused the coefficients of the one before (a plateau: lengths as for fixed ones)
     while k < k_stop:
         lim = k_stop - k
         if i < grid.shape[0] and grid[i] - k < lim:
             lim = grid[i] - k
         if single:
             nu = lim // span
-        elif fixed:
+        elif fixed or reused:
             target_n = delta * (k - k_ref) / span
             nu = 1
             while nu * 2 <= target_n and nu * 2 <= nu_cap:
@@ -295,6 +303,7 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
         block = nu >= 2
         passes = 1 + correctors if (by_scalars and block) else 1
         guess = by_scalars and block and extrapolate and n_prev > 0
+        evaluated = False
         reg0 = 0
         if switching:
             reg0 = coef(hp[0], z, s, consts, am1b, fb, hb)
@@ -319,11 +328,21 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
                     else:
                         za[r] = z1[r]
                         zc[r] = z[r] + (z1[r] - z[r]) * w
-                if not (fixed and have_coef):
+                need = not have_coef or not (fixed or lazy)
+                if have_coef and lazy:
+                    for r in range(nz):
+                        if abs(zc[r] - zev[r]) > ZTOL * abs(zev[r]):
+                            need = True
+                if not need and p >= 1:
+                    break  # the coefficients of the pass before: the same block again
+                if need:
+                    evaluated = True
                     coef(hp[0], zc, s, consts, am1, f, h)
                     log_multipliers(am1, ell)
                     have_coef = True
                     nu_pow = -1
+                    for r in range(nz):
+                        zev[r] = zc[r]
                 if nu != nu_pow:
                     block_powers(am1, ell, nu, an, S0, S1)
                     nu_pow = nu
@@ -354,13 +373,14 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
             if single:
                 return k, i, 2, k_ref  # rejected: the caller halves the block (and re-reads its hyperparameters)
             nu //= 2
-            if fixed and not single:
+            if fixed or reused:
                 nu_cap = nu
             block = nu >= 2
             passes = 1 + correctors if (by_scalars and block) else 1
             guess = guess and block
-        if fixed and not single and change < allowed / 4.0 and nu >= nu_cap:
+        if (fixed or reused) and change < allowed / 4.0 and nu >= nu_cap:
             nu_cap = 2 * nu_cap if nu_cap < (1 << 61) else nu_cap
+        reused = lazy and not evaluated
         for j in range(size):
             s[j] = s_new[j]
         for r in range(nz):
@@ -679,8 +699,7 @@ def integrate_modes(coef, p, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, s
             nu = min(nu, lim // span)
         else:
             nu = min(int(delta * (k - k_ref)) // span, lim // span)
-        if nu < 1:
-            nu = 1
+        nu = max(nu, 1)
         block = nu >= 2
         reg0 = 0
         if switching:
