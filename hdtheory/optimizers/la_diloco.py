@@ -61,21 +61,23 @@ class LADiLoCo(OptimizerMixin):
 
     @property
     def eta_eff(self) -> float:
-        """Slow-mode effective SGD step per inner step, alpha eta / ((1 - beta)(1 - mu)) (note §3.1)."""
+        """Slow-mode effective SGD step per inner step, alpha eta / ((1 - beta)(1 - mu))
+        (docs/derivations/la_diloco.md §4)."""
         return self.outer_lr * self.lr / ((1.0 - self.outer_momentum) * (1.0 - self.inner_momentum))
 
 
 def LA(lr, batch=1, inner_steps=1, outer_lr=1.0, inner_momentum=0.0, schedule=None) -> LADiLoCo:
     """LA = Lookahead with inner SGD: one worker, H fast steps, slow step theta += alpha (w - theta)
-    (note §1.2, M = 1, beta = 0)."""
+    (§1 of docs/derivations/la_diloco.md: M = 1, beta = 0)."""
     return LADiLoCo(lr, batch=batch, workers=1, inner_steps=inner_steps, outer_lr=outer_lr,
                     inner_momentum=inner_momentum, schedule=schedule)
 
 
 def SLA(lr, outer_momentum, batch=1, inner_steps=1, outer_lr=1.0, nesterov=True, inner_momentum=0.0,
         schedule=None) -> LADiLoCo:
-    """SLA = LA with outer momentum (one worker; Nesterov by default, the form the note §4 finds best;
-    ``nesterov=False`` gives heavy ball). The paper's exact definition is UNVERIFIED (note §1.2, §7)."""
+    """SLA = LA with outer momentum (one worker; Nesterov by default, the variant with the largest speed-up in
+    docs/derivations/la_diloco.md §4; ``nesterov=False`` gives heavy ball). The paper's exact definition is not
+    verified."""
     return LADiLoCo(lr, batch=batch, workers=1, inner_steps=inner_steps, outer_lr=outer_lr,
                     outer_momentum=outer_momentum, nesterov=nesterov, inner_momentum=inner_momentum,
                     schedule=schedule)

@@ -1,4 +1,4 @@
-"""LA-DiLoCo on real samples (research/la_diloco.md §1.1, §5.2): one update = one round.
+"""LA-DiLoCo on real samples (the algorithm of docs/derivations/la_diloco.md §1): one update = one round.
 
 Per round (slow weights theta, outer buffer v = the state): the M workers are ``vmap``-ped, each running a
 ``lax.scan`` over its H inner steps from w = theta with a fresh inner buffer b = 0 (reset every round):
@@ -8,13 +8,11 @@ theta <- theta - alpha (Delta + beta v) (Nesterov, PyTorch form). The driver vma
 
 Keys: worker m at inner step h draws its batch with ``round_keys(key, M, H)[m, h]`` =
 fold_in(split(key, M)[m], h): independent per worker and per step (a batch shared between workers would make
-M a no-op, note §5.3). ``eta_h`` comes from the driver (one step size per inner step, scheduled).
+M a no-op). ``eta_h`` comes from the driver (one step size per inner step, scheduled).
 """
 from __future__ import annotations
 
-from hdtheory.optimizers.la_diloco import LADiLoCo
-
-from . import Simulation, register
+from . import Simulation
 
 
 def round_keys(key, workers: int, inner_steps: int):
@@ -62,5 +60,3 @@ class LADiLoCoSimulation(Simulation):
         step = delta + beta * v if opt.nesterov else v
         return theta - alpha * step, v
 
-
-register(LADiLoCo, LADiLoCoSimulation())

@@ -5,11 +5,25 @@ for this package in docs/derivations/la_diloco.md: the exact per-mode round map 
 stability criterion with its scans and closed-form edges (``stability``), the signal/noise, worker-noise,
 mean-rate and stationary-risk results (``analysis``), and the theory on the driver's contract (``theory``).
 """
-from .analysis import (SignalNoise, WorkerNoise, effective_spectrum, mean_rate, signal_noise, stationary_risk,
-                       worker_noise)
+from .analysis import (
+                       SignalNoise,
+                       WorkerNoise,
+                       effective_spectrum,
+                       mean_rate,
+                       signal_noise,
+                       stationary_risk,
+                       worker_noise,
+)
 from .rounds import la_exact_rounds, la_round_parts
-from .stability import (LADiLoCoEdges, RoundOperators, edges, first_crossing, inner_responses, round_operators,
-                        stable_intervals)
+from .stability import (
+                       LADiLoCoEdges,
+                       RoundOperators,
+                       edges,
+                       first_crossing,
+                       inner_responses,
+                       round_operators,
+                       stable_intervals,
+)
 from .theory import LADiLoCoState, LADiLoCoTheory
 
 __all__ = [

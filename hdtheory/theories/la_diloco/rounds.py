@@ -256,7 +256,7 @@ def _ahead_scalar(am1, A, lam, H):
 @nb.njit(cache=True)
 def _ahead_matrix(Am1, A, lam, H):
     """As ``_ahead_scalar`` for beta > 0: the smallest m with ||A_j^m||_inf <= SHAPE_DAMP for every shaping mode
-    (A_j = I + Am1[j], the 3 x 3 outer map), within [SHAPE_AHEAD_MIN, SHAPE_AHEAD_MAX]."""
+    (A_j = I + Am1[:, :, j], the 3 x 3 outer map), within [SHAPE_AHEAD_MIN, SHAPE_AHEAD_MAX]."""
     ahead = SHAPE_AHEAD_MIN
     if H <= 1:
         return ahead
@@ -267,20 +267,20 @@ def _ahead_matrix(Am1, A, lam, H):
             continue
         for a in range(3):
             for b in range(3):
-                P[a, b] = Am1[j, a, b] + (1.0 if a == b else 0.0)
+                P[a, b] = Am1[a, b, j] + (1.0 if a == b else 0.0)
         m = 1
         while m < SHAPE_AHEAD_MAX:
             norm = 0.0
             for a in range(3):
                 row = abs(P[a, 0]) + abs(P[a, 1]) + abs(P[a, 2])
                 norm = max(norm, row)
-            if norm <= SHAPE_DAMP or not (norm == norm):
+            if norm <= SHAPE_DAMP or math.isnan(norm):
                 break
             for a in range(3):
                 for b in range(3):
                     acc = P[a, b]
                     for c in range(3):
-                        acc += P[a, c] * Am1[j, c, b]
+                        acc += P[a, c] * Am1[c, b, j]
                     Q[a, b] = acc
             P[:, :] = Q
             m += 1
@@ -341,7 +341,7 @@ def la_coefficients(hp, z, s, consts, am1, f, h):
 @nb.njit(cache=True)
 def la_momentum_coefficients(hp, z, s, consts, am1, f, h):
     """beta > 0: the round at inner step hp[0] as s_j <- (I + am1_j) s_j + f_j + h_j E per mode (s_j = (R, C, V)_j,
-    am1 (n, 3, 3), f and h (n, 3)), with the worker-risk shape read ``ahead`` exact rounds from the block-start
+    am1 (3, 3, n), f and h (3, n)), with the worker-risk shape read ``ahead`` exact rounds from the block-start
     state s (module docstring). Regime 0."""
     lam, mult, sigma2, H, inv_b, inv_m, alpha, mu, beta, nesterov = consts
     eta = hp[0]
@@ -352,8 +352,12 @@ def la_momentum_coefficients(hp, z, s, consts, am1, f, h):
     v = np.empty(n)
     d = np.empty(n)
     la_round_parts(lam, mult, eta, H, inv_b, inv_m, alpha, mu, inv_m, d, A, resp, u, v)
+    m3 = np.empty((3, 3))
     for j in range(n):
-        outer_step_minus_identity(u[j], inv_m * v[j], alpha, beta, nesterov, am1[j])
+        outer_step_minus_identity(u[j], inv_m * v[j], alpha, beta, nesterov, m3)
+        for a in range(3):
+            for c in range(3):
+                am1[a, c, j] = m3[a, c]
     fs = np.empty(n)
     hs = np.empty(n)
     if H == 1:
@@ -368,8 +372,30 @@ def la_momentum_coefficients(hp, z, s, consts, am1, f, h):
         _shaped_forcing(A, resp, lam, Rs, sigma2, fs, hs)
     b = np.empty(3)
     noise_direction(alpha, beta, nesterov, b)
-    for j in range(n):
-        for c in range(3):
-            f[j, c] = b[c] * fs[j]
-            h[j, c] = b[c] * hs[j]
+    for c in range(3):
+        for j in range(n):
+            f[c, j] = b[c] * fs[j]
+            h[c, j] = b[c] * hs[j]
     return 0
+
+
+@nb.njit(cache=True)
+def shape_ahead(lam, mult, eta, H, inv_b, inv_m, alpha, mu, beta, nesterov):
+    """The exact rounds ``ahead`` a block reads its worker-risk shape from, at inner step eta."""
+    n = lam.shape[0]
+    A = np.empty((H, n))
+    resp = np.empty((H, n))
+    u = np.empty(n)
+    v = np.empty(n)
+    am1 = np.empty(n)
+    la_round_parts(lam, mult, eta, H, inv_b, inv_m, alpha, mu, inv_m, am1, A, resp, u, v)
+    if beta == 0.0:
+        return _ahead_scalar(am1, A, lam, H)
+    Am1 = np.empty((3, 3, n))
+    m3 = np.empty((3, 3))
+    for j in range(n):
+        outer_step_minus_identity(u[j], inv_m * v[j], alpha, beta, nesterov, m3)
+        for a in range(3):
+            for c in range(3):
+                Am1[a, c, j] = m3[a, c]
+    return _ahead_matrix(Am1, A, lam, H)

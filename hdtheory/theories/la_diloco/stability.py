@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 from ..sgd import sgd_threshold
@@ -154,8 +155,221 @@ def round_operators(lam, mult, eta, opt) -> RoundOperators:
     return RoundOperators(lam, a, i, q, A, chi, outer_radius, Kbar)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# the (D6) test at one eta, in Numba (what the scans and bisections evaluate)
+
+
+@nb.njit(cache=True)
+def _schur_stable3(A):
+    """Every eigenvalue of the real 3 x 3 matrix A strictly inside the unit circle (Jury's conditions on its
+    characteristic polynomial z^3 + c2 z^2 + c1 z + c0)."""
+    c2 = -(A[0, 0] + A[1, 1] + A[2, 2])
+    c1 = (A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0] + A[0, 0] * A[2, 2] - A[0, 2] * A[2, 0]
+          + A[1, 1] * A[2, 2] - A[1, 2] * A[2, 1])
+    c0 = -(A[0, 0] * (A[1, 1] * A[2, 2] - A[1, 2] * A[2, 1]) - A[0, 1] * (A[1, 0] * A[2, 2] - A[1, 2] * A[2, 0])
+           + A[0, 2] * (A[1, 0] * A[2, 1] - A[1, 1] * A[2, 0]))
+    return (1.0 + c2 + c1 + c0 > 0.0 and -1.0 + c2 - c1 + c0 < 0.0 and abs(c0) < 1.0
+            and abs(c0 * c0 - 1.0) > abs(c0 * c2 - c1))
+
+
+@nb.njit(cache=True)
+def _chi3(A, b):
+    """[(I - A)^{-1} b]_0 by Cramer's rule (3 x 3)."""
+    m00, m01, m02 = 1.0 - A[0, 0], -A[0, 1], -A[0, 2]
+    m10, m11, m12 = -A[1, 0], 1.0 - A[1, 1], -A[1, 2]
+    m20, m21, m22 = -A[2, 0], -A[2, 1], 1.0 - A[2, 2]
+    det = m00 * (m11 * m22 - m12 * m21) - m01 * (m10 * m22 - m12 * m20) + m02 * (m10 * m21 - m11 * m20)
+    num = b[0] * (m11 * m22 - m12 * m21) - m01 * (b[1] * m22 - m12 * b[2]) + m02 * (b[1] * m21 - m11 * b[2])
+    return num / det
+
+
+@nb.njit(cache=True)
+def d6_kernel(lam, mult, eta, H, inv_b, inv_m, alpha, beta, nesterov, mu, K, certify):
+    """(D6) at inner step eta: 0 if an outer map is unstable or a response is not finite; else Kbar in K and 1;
+    with ``certify``, 2 (stable, K not formed) where max_h sum_s |Kbar_hs| < 1 is shown by a bound on the row
+    sums of |Kbar| (mu > 0; for mu = 0 Kbar is formed in O(H modes) anyway).
+
+    mu = 0: a^(h) = av^h and i^(m) = c av^m (av = 1 - 2 x + (1 + 1/B) x^2, c = eta^2 lambda m_j / B), so both
+    terms of Kbar depend on h - s only: Kbar_hs = 1[s < h] t_(h-1-s) + g_(h+H-1-s), t_k = sum_j lambda c av^k,
+    g_k = (1/M) sum_j lambda chi c av^k. mu > 0: the inner chain step by step, Kbar by the O(H^2 modes) sum."""
+    n = lam.shape[0]
+    b = np.empty(3)
+    cb = 1.0 + beta if nesterov else 1.0
+    b[0] = alpha * alpha * cb * cb
+    b[1] = -alpha * cb
+    b[2] = 1.0
+    A3 = np.empty((3, 3))
+    chi = np.empty(n)
+    aH = np.empty(n)
+    q = np.empty(n)
+    av = np.empty(n if mu == 0.0 else 0)
+    a = np.empty((H + 1 if mu != 0.0 else 0, n))
+    i = np.empty((H if mu != 0.0 else 0, n))
+    if mu == 0.0:
+        for j in range(n):
+            x = eta * lam[j]
+            av[j] = 1.0 + x * (-2.0 + (1.0 + inv_b) * x)
+            q[j] = (1.0 - x) ** H
+            aH[j] = av[j] ** H
+    else:
+        for j in range(n):
+            lj = lam[j]
+            ww, wm, mmv = 1.0, 0.0, 0.0
+            a[0, j] = ww
+            for k in range(H):
+                mmn = mu * mu * mmv + 2.0 * mu * lj * wm + lj * lj * ww + (lj * lj * inv_b) * ww
+                X = mu * wm + lj * ww
+                ww, wm, mmv = ww - 2.0 * eta * X + eta * eta * mmn, X - eta * mmn, mmn
+                a[k + 1, j] = ww
+            inj = mult[j] * lj * inv_b
+            ww, wm, mmv = eta * eta * inj, -eta * inj, inj
+            i[0, j] = ww
+            for k in range(H - 1):
+                mmn = mu * mu * mmv + 2.0 * mu * lj * wm + lj * lj * ww + (lj * lj * inv_b) * ww
+                X = mu * wm + lj * ww
+                ww, wm, mmv = ww - 2.0 * eta * X + eta * eta * mmn, X - eta * mmn, mmn
+                i[k + 1, j] = ww
+            qw, qb = 1.0, 0.0
+            for k in range(H):
+                qb = mu * qb + lj * qw
+                qw = qw - eta * qb
+            q[j] = qw
+            aH[j] = a[H, j]
+            for k in range(H + 1):
+                if not math.isfinite(a[k, j]):
+                    return 0
+            for k in range(H):
+                if not math.isfinite(i[k, j]):
+                    return 0
+    for j in range(n):
+        if not (math.isfinite(q[j]) and math.isfinite(aH[j])):
+            return 0
+        u = 1.0 - q[j]
+        m = (aH[j] - q[j] * q[j]) * inv_m
+        if beta == 0.0:
+            D = (1.0 - alpha * u) ** 2 + alpha * alpha * m
+            if not abs(D) < 1.0:
+                return 0
+            chi[j] = alpha * alpha / (1.0 - D)
+        else:
+            for c in range(3):
+                R = 1.0 if c == 0 else 0.0
+                C = 1.0 if c == 1 else 0.0
+                V = 1.0 if c == 2 else 0.0
+                r0, r1, r2 = _outer_apply(R, C, V, m * R, u, alpha, beta, nesterov)
+                A3[0, c] = r0
+                A3[1, c] = r1
+                A3[2, c] = r2
+            if not _schur_stable3(A3):
+                return 0
+            chi[j] = _chi3(A3, b)
+    if mu == 0.0:
+        t = np.zeros(H)
+        g = np.zeros(2 * H - 1)
+        for j in range(n):
+            c = eta * eta * inv_b * mult[j] * lam[j]
+            wt = lam[j] * c
+            wg = wt * chi[j] * inv_m
+            pw = 1.0
+            for k in range(2 * H - 1):
+                if k < H:
+                    t[k] += wt * pw
+                g[k] += wg * pw
+                pw *= av[j]
+        for k in range(2 * H - 1):
+            if not math.isfinite(g[k]):
+                return 0
+        for k in range(H):
+            if not math.isfinite(t[k]):
+                return 0
+        for h in range(H):
+            for s in range(H):
+                K[h, s] = (t[h - 1 - s] if s < h else 0.0) + g[h + H - 1 - s]
+        return 1
+    t = np.zeros(H)
+    for k in range(H):
+        for j in range(n):
+            t[k] += lam[j] * i[k, j]
+    w = np.empty(n)
+    for j in range(n):
+        w[j] = lam[j] * chi[j] * inv_m
+    if certify:
+        tabs = 0.0
+        Sabs = np.zeros(n)
+        for j in range(n):
+            for k in range(H):
+                Sabs[j] += abs(i[k, j])
+        worst = 0.0
+        for h in range(H):
+            if h >= 1:
+                tabs += abs(t[h - 1])
+            row = tabs
+            for j in range(n):
+                row += abs(w[j] * a[h, j]) * Sabs[j]
+            worst = max(worst, row)
+        if worst < 1.0:
+            return 2
+    for h in range(H):
+        for s in range(H):
+            acc = t[h - 1 - s] if s < h else 0.0
+            m = H - 1 - s
+            for j in range(n):
+                acc += w[j] * a[h, j] * i[m, j]
+            K[h, s] = acc
+            if not math.isfinite(acc):
+                return 0
+    return 1
+
+
+@nb.njit(cache=True)
+def m_matrix_stable(K):
+    """For K >= 0: specrad K < 1 iff (I - K) x = 1 has a solution x > 0 (Gaussian elimination with partial
+    pivoting; a zero pivot counts as singular, i.e. not stable)."""
+    H = K.shape[0]
+    Mx = np.empty((H, H))
+    x = np.ones(H)
+    for r in range(H):
+        for c in range(H):
+            Mx[r, c] = (1.0 if r == c else 0.0) - K[r, c]
+    for c in range(H):
+        piv = c
+        for r in range(c + 1, H):
+            if abs(Mx[r, c]) > abs(Mx[piv, c]):
+                piv = r
+        if Mx[piv, c] == 0.0:
+            return False
+        if piv != c:
+            for cc in range(H):
+                Mx[c, cc], Mx[piv, cc] = Mx[piv, cc], Mx[c, cc]
+            x[c], x[piv] = x[piv], x[c]
+        for r in range(c + 1, H):
+            fct = Mx[r, c] / Mx[c, c]
+            if fct != 0.0:
+                for cc in range(c, H):
+                    Mx[r, cc] -= fct * Mx[c, cc]
+                x[r] -= fct * x[c]
+    for r in range(H - 1, -1, -1):
+        acc = x[r]
+        for cc in range(r + 1, H):
+            acc -= Mx[r, cc] * x[cc]
+        x[r] = acc / Mx[r, r]
+    for r in range(H):
+        if not (x[r] > 0.0 and math.isfinite(x[r])):
+            return False
+    return True
+
+
 def _stable(lam, mult, eta, opt) -> bool:
-    return round_operators(lam, mult, eta, opt).stable
+    """(D6) at inner step eta (``d6_kernel``; for Kbar >= 0 the M-matrix test, else its eigenvalues)."""
+    H = opt.inner_steps
+    K = np.empty((H, H))
+    code = d6_kernel(lam, mult, float(eta), H, 1.0 / opt.batch, 1.0 / opt.workers, float(opt.outer_lr),
+                     float(opt.outer_momentum), bool(opt.nesterov), float(opt.inner_momentum), K, True)
+    if code != 1:
+        return code == 2
+    if np.all(K >= 0):
+        return bool(m_matrix_stable(K))
+    return float(np.max(np.abs(np.linalg.eigvals(K)))) < 1.0
 
 
 def _scan_top(lam, opt) -> float:
@@ -176,9 +390,11 @@ def _bisect(pred, lo, hi, rtol=1e-13):
 
 
 def _scan(lam, mult, opt, points=400, stop_at_first=True):
+    lam = np.ascontiguousarray(lam, dtype=np.float64)
+    mult = np.ascontiguousarray(mult, dtype=np.float64)
     top = _scan_top(lam, opt)
     lo = top * 1e-4
-    pred = lambda eta: _stable(lam, mult, eta, opt)  # noqa: E731
+    pred = lambda eta: _stable(lam, mult, eta, opt)
     while not pred(lo):
         lo *= 0.5
         if lo < top * 1e-30:

@@ -19,17 +19,22 @@ import numpy as np
 
 from ...stepping import integrate, integrate_modes
 from ...theory import STATE, BlockForm, Theory, Threshold
-from .rounds import la_coefficients, la_exact_rounds, la_momentum_coefficients
+from .rounds import (
+    la_coefficients,
+    la_exact_rounds,
+    la_momentum_coefficients,
+    shape_ahead,
+)
 from .stability import first_crossing, positive_modes, problem_modes
 
-#: cost of one block in exact rounds (the round operators, the ``ahead`` rounds for the shape, the block
-#: passes): blocks start once they are MIN_BLOCK_ROUNDS rounds long
-MIN_BLOCK_ROUNDS = 16.0
-#: the same for beta > 0 (p = 3 chain of matrix powers)
-MIN_BLOCK_ROUNDS_MOMENTUM = 16.0
-#: a block cut by the driver (smooth schedules: one Python call and three coefficient evaluations) costs about
-#: this many exact mode-rounds more
-SINGLE_BLOCK_MODE_ROUNDS = 2e4
+#: blocks start once they are this many rounds long, and at least BLOCK_PER_AHEAD times the rounds ``ahead``
+#: the shape is read from (a block costs about 3 + ahead exact rounds: round operators, ahead rounds, passes;
+#: and a block not much longer than ahead reads its shape from too late a state)
+MIN_BLOCK_ROUNDS = 32
+BLOCK_PER_AHEAD = 4
+#: a block cut by the driver under a smooth schedule costs one Python round trip (about SINGLE_BLOCK_COST
+#: exact mode-steps) and three coefficient evaluations instead of one
+SINGLE_BLOCK_COST = 2e5
 
 
 @nb.njit(cache=True)
@@ -94,9 +99,11 @@ class LADiLoCoTheory(Theory):
     def block_form(self, st, opt) -> BlockForm:
         base = (st.lam, st.mult, st.sigma2, st.inner_steps, st.inv_b, st.inv_m, st.outer_lr, st.inner_momentum)
         mom = st.outer_momentum > 0
-        rounds = MIN_BLOCK_ROUNDS_MOMENTUM if mom else MIN_BLOCK_ROUNDS
+        ahead = int(shape_ahead(st.lam, st.mult, float(opt.lr * opt.sched.peak()), *base[3:], st.outer_momentum,
+                                st.nesterov)) if st.inner_steps > 1 else 0
+        rounds = float(max(MIN_BLOCK_ROUNDS, BLOCK_PER_AHEAD * ahead))
         if not all(sc.piecewise_constant for sc in opt.schedules):
-            rounds += SINGLE_BLOCK_MODE_ROUNDS / max(st.lam.shape[0], 1)
+            rounds = 3.0 * rounds + SINGLE_BLOCK_COST / (st.inner_steps * max(st.lam.shape[0], 1))
         if mom:
             return BlockForm(run=_integrate_momentum, consts=base + (st.outer_momentum, st.nesterov), s=st.s, W=st.W,
                              c0=st.c0, dependence=STATE, min_block=rounds, p=3)

@@ -1,7 +1,7 @@
-"""LA-DiLoCo theory and simulation (research/la_diloco.md) against independent references: the SGD curve
-(reductions, PT1), a full d x d second-moment recursion written from §1.1 without the eigenbasis or the
-diagonal closure (dense K), the note's closed forms and thresholds, the full-map spectral radius, Monte Carlo
-(validation.simulate), optax.lookahead, and hypothesis properties (PT2-PT4)."""
+"""LA-DiLoCo theory against independent references: the SGD curve (reductions), a full d x d second-moment
+recursion written from the algorithm without the eigenbasis or the diagonal closure (dense K), the reference
+values of docs/derivations/la_diloco.md, the full-map spectral radius, the block forms against the exact
+rounds, and hypothesis properties."""
 import dataclasses
 import math
 
@@ -11,9 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hdtheory as hd
-import validation
-from hdtheory.optimizers import la_diloco as L
-from hdtheory.optimizers.sgd import kernel_norm
+from hdtheory import stepping
+from hdtheory.theories import la_diloco as L
+from hdtheory.theories.la_diloco import rounds as Rd
+from hdtheory.theories.la_diloco import stability as St
+from hdtheory.theories.sgd import kernel_norm
 
 V2_LAM = 1.0 / np.arange(1, 101)
 V2 = hd.Problem(V2_LAM, np.random.default_rng(7).normal(0, math.sqrt(2 / 100), 100), noise=hd.Gaussian(math.sqrt(0.1)))
@@ -51,7 +53,7 @@ def test_sgd_reduction(B, lr, schedule):
 
 @pytest.mark.parametrize("M,alpha", [(4, 0.5), (3, 1.5)])
 def test_h1_is_sgd_with_outer_lr_and_pooled_batch(M, alpha):
-    """H = 1, beta = 0: SGD(alpha eta, M B) exactly (note §1.2); thresholds eta*_SGD(MB)/alpha (§3.4)."""
+    """H = 1, beta = 0: SGD(alpha eta, M B) exactly (§1); thresholds eta*_SGD(MB)/alpha (§3)."""
     g = hd.step_grid(1500)
     la = hd.solve(V2, hd.LADiLoCo(0.2, batch=2, workers=M, outer_lr=alpha), grid=g)
     sgd = hd.solve(V2, hd.SGD(0.2 * alpha, batch=2 * M), grid=g, method="exact")
@@ -72,12 +74,12 @@ def test_heavy_ball_equals_nesterov_without_momentum():
 
 
 def matrix_rounds(K, e0, sigma2, opt, rounds):
-    """E[e e^T], E[e v^T], E[v v^T] as d x d matrices, one round at a time, from §1.1 with Gaussian
+    """E[e e^T], E[e v^T], E[v v^T] as d x d matrices, one round at a time, from §1 with Gaussian
     fourth moments (minibatch noise covariance (K S K + (tr K S + sigma^2) K)/B): an independent derivation in
     matrix form, valid for dense K. The symmetric matrices are re-symmetrised after each update: their
     antisymmetric rounding errors are amplified by factors 1 + eta |lambda_i - lambda_j| per inner step (the
     update of E[w w^T] assumes symmetry), which ruined the reference after ~30 rounds."""
-    sym = lambda A: 0.5 * (A + A.T)  # noqa: E731
+    sym = lambda A: 0.5 * (A + A.T)
     d = K.shape[0]
     I = np.eye(d)
     eta, B, M, H = opt.lr, opt.batch, opt.workers, opt.inner_steps
@@ -134,14 +136,14 @@ def test_recursion_equals_full_matrix_recursion_dense_K(variant):
     np.testing.assert_allclose(curve.risk, ref, rtol=1e-12)
 
 
-# --------------------------------------------------------------------------------------- the note's numbers
+# --------------------------------------------------------------------------------------- reference values
 
 
 @pytest.mark.parametrize("case,expected", [
     ((1, 8, 0.5, 0.0, False, 0.0, 4, 0.6), 0.06442), ((4, 8, 0.5, 0.0, False, 0.0, 1, 0.5), 0.08627),
     ((4, 8, 1.0, 0.6, True, 0.0, 2, 0.4), 0.08341), ((1, 8, 0.7, 0.5, False, 0.5, 4, 0.3), 0.08919)])
 def test_v2_round_40_risks(case, expected):
-    """V2 theory risks at round 40 (d = 100), computed by the note's author and reviewer independently."""
+    """V2 theory risks at round 40 (d = 100), reference values (docs/derivations/la_diloco.md §6)."""
     *v, eta = case
     opt = _opt(eta, *v)
     curve = hd.solve(V2, opt, grid=np.array([0, 40 * opt.inner_steps]))
@@ -162,22 +164,21 @@ def test_v4_thresholds(M, alpha, B, expected):
     ((1, 8, 1.0, 0.5, False, 0.0, 1), 0.216551), ((4, 8, 0.8, 0.9, True, 0.0, 2), 0.634200),
     ((1, 8, 0.7, 0.5, False, 0.5, 4), 0.668720), ((2, 4, 1.5, 0.3, True, 0.3, 1), 0.209462)])
 def test_v4_momentum_thresholds_and_full_map(variant, expected):
-    """(L6) vs the note's values, and vs the spectral radius of the full linear round map on the per-mode state
+    """(D6) vs the reference values, and vs the spectral radius of the full linear round map on the per-mode state
     (built column by column from the Numba round kernel with sigma^2 = 0): < 1 just below, > 1 just above."""
     prob = hd.Problem(V2_LAM, np.zeros(100), noise=hd.Gaussian(1.0))
     opt = _opt(1.0, *variant)
     thr = hd.stability_threshold(prob, opt)
     assert thr == pytest.approx(expected, abs=2e-6)
-    th = L.LADiLoCoTheory()
-    st0 = th.init(prob, opt)
+    st0 = L.LADiLoCoTheory().init(prob, opt)
 
     def radius(eta):
-        n = 3 * st0.consts["lam"].size  # the state's last entry (beta > 0) is a round counter, not a moment
+        n = st0.s.size  # (R, C, V) per mode
         Mfull = np.empty((n, n))
         for c in range(n):
             s = np.zeros(n)
             s[c] = 1.0
-            L.la_exact_rounds(st0.consts["lam"], st0.consts["mult"], s, np.full(opt.inner_steps, eta),
+            L.la_exact_rounds(st0.lam, st0.mult, s, np.full(opt.inner_steps, eta),
                               opt.inner_steps, 1 / opt.batch, 0.0, np.inf, 1 / opt.workers, opt.outer_lr,
                               opt.outer_momentum, opt.nesterov, opt.inner_momentum)
             Mfull[:, c] = s
@@ -188,7 +189,7 @@ def test_v4_momentum_thresholds_and_full_map(variant, expected):
 
 def test_threshold_closed_forms_and_bracket():
     prob = hd.Problem(V2_LAM, np.zeros(100), noise=hd.Gaussian(1.0))
-    # M = 1, alpha = 1: eta*_SGD(B) for every H (note §3.4)
+    # M = 1, alpha = 1: eta*_SGD(B) for every H (§3)
     for H in (3, 8):
         assert hd.stability_threshold(prob, hd.LA(1.0, batch=4, inner_steps=H)) == pytest.approx(
             hd.stability_threshold(prob, hd.SGD(1.0, batch=4)), rel=1e-10)
@@ -206,7 +207,7 @@ def test_threshold_closed_forms_and_bracket():
 
 
 def test_slow_mode_and_saturated_estimates():
-    """Slow-mode regime (lambda uniform in [0.5, 1.5], d = 1000, note §3.4): eta*_SGD(MB)/alpha is too high by
+    """Slow-mode regime (lambda uniform in [0.5, 1.5], d = 1000, §3): eta*_SGD(MB)/alpha is too high by
     2.2%, 6.9%, 40%; saturated regime (V7, H = 400): eta* -> eta*_SGD(B) within 3.3%."""
     lam = np.linspace(0.5, 1.5, 1000)
     for (M, H, alpha, B), over in [((1, 8, 0.5, 1), 0.022), ((4, 8, 1.5, 1), 0.069), ((4, 8, 1.0, 4), 0.40)]:
@@ -225,7 +226,7 @@ def test_slow_mode_and_saturated_estimates():
 
 def test_stable_set_need_not_be_an_interval():
     """Inner momentum makes the round's mean factor q_H(eta lambda) oscillate in eta, so the stable set can
-    have gaps (note §5.3). At B = 1e6 the set is where 0 < alpha (1 - q_H(eta lambda_j)) < 2 for every j
+    have gaps (§3). At B = 1e6 the set is where 0 < alpha (1 - q_H(eta lambda_j)) < 2 for every j
     (heavy-ball residual polynomial, computed here by its three-term recurrence)."""
     prob = hd.Problem([1.0, 0.5], [0.3, 0.3], noise=hd.Gaussian(0.1))
     opt = hd.LA(1.0, batch=10**6, inner_steps=3, outer_lr=1.5, inner_momentum=0.5)
@@ -265,7 +266,7 @@ def test_stationary_risk_v3_and_long_run():
 
 def test_worker_noise_v5():
     """V5 (d = 100, H = 8, eta_eff = alpha eta = 0.25): excess stationary risk of (M 4, B 1) vs (M 1, B 4),
-    ratio 1 at H = 1, and the saturated-limit ratio (§3.5) at H = 400."""
+    ratio 1 at H = 1, and the saturated-limit ratio (§4) at H = 400."""
     prob = hd.Problem(V2_LAM, np.zeros(100), noise=hd.Gaussian(math.sqrt(0.1)))
     for alpha, workers, pooled in [(0.5, 0.035835, 0.010339), (1.0, 0.013619, 0.010325), (1.5, 0.013158, 0.011470),
                                    (2.0, 0.013978, 0.012830)]:
@@ -280,7 +281,7 @@ def test_worker_noise_v5():
 
 
 def test_saturated_limit_v7():
-    """V7: at H = 400 the slow excess twice-risk is alpha/(M (2 - alpha)) times SGD(eta, B)'s (note §3.2)."""
+    """V7: at H = 400 the slow excess twice-risk is alpha/(M (2 - alpha)) times SGD(eta, B)'s (§4)."""
     sat = hd.Problem(np.linspace(0.5, 1, 20), np.zeros(20), noise=hd.Gaussian(math.sqrt(0.1)))
     knorm = kernel_norm(sat.eigenvalues, np.ones(20), 0.05, 1)
     assert knorm == pytest.approx(0.3903, abs=1e-4)
@@ -292,7 +293,7 @@ def test_saturated_limit_v7():
 
 
 def test_signal_noise_tradeoff():
-    """§3.1: the frozen-risk noise equals the note's closed form up to O(1/B) (1/B corrections), slow modes
+    """§4: the frozen-risk noise equals the closed form of §4 up to O(1/B) (1/B corrections), slow modes
     match SGD at eta_eff and batch MB, saturated modes get alpha eta/(MB (2 - eta lambda)(2 - alpha))."""
     lam = np.geomspace(1e-4, 1.0, 30)
     for alpha in (0.5, 1.5):
@@ -310,16 +311,16 @@ def test_signal_noise_tradeoff():
 
 
 def test_mean_rate_note_example_and_recursion():
-    """§4.1 example (eta 1, H 8, alpha 1, beta 0.9): per-inner-step rates at eta lambda = 0.01 / 0.5, and the
+    """§4 example (eta 1, H 8, alpha 1, beta 0.9): per-inner-step rates at eta lambda = 0.01 / 0.5, and the
     closed-form root vs the decay of the exact recursion at B = 1e12, sigma = 0 (one mode)."""
-    base = dict(inner_steps=8, outer_lr=1.0)
+    base = {"inner_steps": 8, "outer_lr": 1.0}
     rates = {name: L.mean_rate(np.array([0.01, 0.5]), hd.LADiLoCo(1.0, **base, **kw)) for name, kw in [
-        ("LA", {}), ("HB", dict(outer_momentum=0.9)), ("Nest", dict(outer_momentum=0.9, nesterov=True))]}
+        ("LA", {}), ("HB", {"outer_momentum": 0.9}), ("Nest", {"outer_momentum": 0.9, "nesterov": True})]}
     np.testing.assert_allclose(rates["LA"], [0.99, 0.5], atol=1e-4)
     np.testing.assert_allclose(rates["HB"], [0.9934, 0.9934], atol=1e-4)
     np.testing.assert_allclose(rates["Nest"], [0.9885, 0.7025], atol=1e-4)
-    for lam, kw in [(0.3, dict(outer_momentum=0.7, nesterov=True)), (0.05, dict(outer_momentum=0.5)),
-                    (0.2, dict(outer_momentum=0.8, nesterov=True, inner_momentum=0.3))]:
+    for lam, kw in [(0.3, {"outer_momentum": 0.7, "nesterov": True}), (0.05, {"outer_momentum": 0.5}),
+                    (0.2, {"outer_momentum": 0.8, "nesterov": True, "inner_momentum": 0.3})]:
         opt = hd.LADiLoCo(0.7, batch=10**12, inner_steps=4, outer_lr=1.3, **kw)
         prob = hd.Problem([lam], [1.0])
         c = hd.solve(prob, opt, grid=np.array([0, 400, 800]))
@@ -330,9 +331,8 @@ def test_mean_rate_note_example_and_recursion():
 
 
 # ------------------------------------------------------------------- block stepping over many rounds (long horizons)
-# hd.solve(method="auto") against method="exact" (the exact round recursion); the block form is in the module
-# docstring ("Block form"). Tolerance as SGD's block tests (tests/test_properties.py: measured ~1e-3, asserted 5e-3),
-# here 2e-3: measured <= 4.2e-4 at delta = 0.05 (fast cases) and <= 9.6e-4 at delta = 0.01 (slow cases).
+# hd.solve(method="auto") against method="exact" (the exact round recursion); the block forms are in
+# hdtheory/theories/la_diloco/rounds.py. Tolerance as SGD's block tests (measured ~1e-3, asserted 5e-3), here 2e-3.
 
 BLOCK_PL = hd.powerlaw(1000, 1.0, 0.5)                                 # noiseless: E decays through the whole run
 BLOCK_PLN = hd.powerlaw(1000, 1.0, 0.5, noise=hd.Gaussian(1e-2))       # decays onto a noise floor
@@ -345,67 +345,139 @@ def _block_vs_exact(prob, steps, frac, schedule, delta, H=8, **kw):
     opt = dataclasses.replace(base, lr=frac * hd.stability_threshold(prob, base), schedule=schedule)
     g = hd.step_grid(steps, multiple_of=H, per_decade=20)
     done = [0]
-    exact = L.LADiLoCoTheory.exact
+    step = L.LADiLoCoTheory.step
 
-    def counting(self, st, o, k0, lr_seq, cap):
-        n = exact(self, st, o, k0, lr_seq, cap)
+    def counting(self, st, k0, hyper, cap):
+        n = step(self, st, k0, hyper, cap)
         done[0] += n
         return n
 
-    L.LADiLoCoTheory.exact = counting
+    L.LADiLoCoTheory.step = counting
     try:
         auto = hd.solve(prob, opt, grid=g, delta=delta)
     finally:
-        L.LADiLoCoTheory.exact = exact
+        L.LADiLoCoTheory.step = step
     ref = hd.solve(prob, opt, grid=g, method="exact")
     assert auto.ok and ref.ok
     return float(np.max(np.abs(auto.excess_risk / ref.excess_risk - 1))), done[0] / steps
 
 
+def _random_case(rng, trial, momentum):
+    n = int(rng.integers(1, 50))
+    lam = 10 ** rng.uniform(-3, 0.3, n)
+    mult = rng.integers(1, 4, n).astype(float)
+    H = int([1, 2, 3, 8, 64][trial % 5])
+    mu = 0.0 if trial % 2 else float(rng.uniform(0, 0.9))
+    beta = float(rng.uniform(0.1, 0.95)) if momentum else 0.0
+    opt = hd.LADiLoCo(float(rng.uniform(0.05, 1.2) / lam.max()), batch=int(rng.integers(1, 5)),
+                      workers=int(rng.integers(1, 5)), inner_steps=H, outer_lr=float(rng.uniform(0.2, 1.8)),
+                      outer_momentum=beta, nesterov=bool(trial % 3 == 0), inner_momentum=mu)
+    return lam, mult, opt, float(rng.uniform(0, 1))
+
+
+def _parts(lam, mult, opt, c):
+    n, H = lam.size, opt.inner_steps
+    am1, A, resp, u, v = np.empty(n), np.empty((H, n)), np.empty((H, n)), np.empty(n), np.empty(n)
+    Rd.la_round_parts(lam, mult, opt.lr, H, 1 / opt.batch, 1 / opt.workers, opt.outer_lr, opt.inner_momentum, c,
+                      am1, A, resp, u, v)
+    return am1, A, resp, u, v
+
+
 def test_round_block_form_is_the_exact_round():
-    """R' = (1 + am1) R + f + h E with the state's own worker-risk shape (round_coefficients) is the exact round
-    (la_exact_rounds) for any M, alpha, B, inner momentum, merged multiplicities and H, and 1 + am1 is the D of
-    (L6) (round_operators). This is the identity the block form rests on."""
+    """beta = 0: R' = (1 + am1) R + f + h E with the state's own worker-risk shape (the kernels the block form is
+    built from) is the exact round (la_exact_rounds) for any M, alpha, B, inner momentum, merged multiplicities
+    and H, and 1 + am1 is the D of (D6) (round_operators). This is the identity the block form rests on."""
     rng = np.random.default_rng(5)
     for trial in range(30):
-        n = int(rng.integers(1, 50))
-        lam = 10 ** rng.uniform(-3, 0.3, n)
-        mult = rng.integers(1, 4, n).astype(float)
-        R = rng.uniform(0, 1, n) ** 3
-        H = int([1, 2, 3, 8, 64][trial % 5])
-        mu = 0.0 if trial % 2 else float(rng.uniform(0, 0.9))
-        opt = hd.LADiLoCo(float(rng.uniform(0.05, 1.2) / lam.max()), batch=int(rng.integers(1, 5)),
-                          workers=int(rng.integers(1, 5)), inner_steps=H, outer_lr=float(rng.uniform(0.2, 1.8)),
-                          inner_momentum=mu)
-        sigma2 = float(rng.uniform(0, 1))
+        lam, mult, opt, sigma2 = _random_case(rng, trial, momentum=False)
+        R = rng.uniform(0, 1, lam.size) ** 3
         s = R.copy()
+        H = opt.inner_steps
         L.la_exact_rounds(lam, mult, s, np.full(H, opt.lr), H, 1 / opt.batch, sigma2, np.inf, 1 / opt.workers,
-                          opt.outer_lr, 0.0, False, mu)
-        P = L.round_parts(lam, mult, opt.lr, opt)
-        am1, f, h = L.round_coefficients(P, lam, R, sigma2)
+                          opt.outer_lr, 0.0, False, opt.inner_momentum)
+        am1, A, resp, _, _ = _parts(lam, mult, opt, opt.outer_lr**2 / opt.workers)
+        f, h = np.empty(lam.size), np.empty(lam.size)
+        Rd._shaped_forcing(A, resp, lam, R, sigma2, f, h)
         np.testing.assert_allclose((1 + am1) * R + f + h * (sigma2 + lam @ R), s, rtol=1e-13, atol=0)
         D = L.round_operators(lam, mult, opt.lr, opt).A[:, 0, 0]
         np.testing.assert_allclose(1 + am1, D, rtol=1e-12, atol=1e-15)
 
 
+def test_momentum_round_block_form_is_the_exact_round():
+    """beta > 0: s_j' = (I + am1_j) s_j + b (f_n + h_n E) on s_j = (R, C, V)_j, with the 3 x 3 outer map built
+    without cancellation (outer_step_minus_identity), the noise direction b and the state's own shape, is the
+    exact round (heavy ball and Nesterov, any start moments); I + am1_j is the A_j of (D6)."""
+    rng = np.random.default_rng(6)
+    for trial in range(30):
+        lam, mult, opt, sigma2 = _random_case(rng, trial, momentum=True)
+        n, H = lam.size, opt.inner_steps
+        s0 = rng.uniform(-1, 1, 3 * n) ** 3
+        s0[:n] = np.abs(s0[:n])
+        s = s0.copy()
+        L.la_exact_rounds(lam, mult, s, np.full(H, opt.lr), H, 1 / opt.batch, sigma2, np.inf, 1 / opt.workers,
+                          opt.outer_lr, opt.outer_momentum, opt.nesterov, opt.inner_momentum)
+        _, A, resp, u, v = _parts(lam, mult, opt, 1 / opt.workers)
+        fs, hs, b, am1 = np.empty(n), np.empty(n), np.empty(3), np.empty((n, 3, 3))
+        Rd._shaped_forcing(A, resp, lam, s0[:n], sigma2, fs, hs)
+        Rd.noise_direction(opt.outer_lr, opt.outer_momentum, opt.nesterov, b)
+        for j in range(n):
+            Rd.outer_step_minus_identity(u[j], v[j] / opt.workers, opt.outer_lr, opt.outer_momentum, opt.nesterov,
+                                         am1[j])
+        S = s0.reshape(3, n).T
+        E = sigma2 + lam @ s0[:n]
+        out = S + np.einsum("jab,jb->ja", am1, S) + (fs + hs * E)[:, None] * b[None, :]
+        np.testing.assert_allclose(out.T.ravel(), s, rtol=1e-12, atol=1e-14)
+        ro = L.round_operators(lam, mult, opt.lr, opt)
+        np.testing.assert_allclose(np.eye(3)[None] + am1, ro.A, rtol=1e-12, atol=1e-14)
+
+
+def test_mode_block_powers_equal_direct_sums():
+    """The p x p block kernels (stepping.mode_powers, mode_geometric): A^n - I, S0 f, S0 h, S1 h and G(r) h
+    against sums of explicit matrix powers, for n up to 101 and p = 2, 3."""
+    rng = np.random.default_rng(1)
+    for p in (2, 3):
+        n = 5
+        am1 = rng.normal(0, 0.15, (p, p, n)) - 0.25 * np.eye(p)[:, :, None]
+        f, h = rng.normal(size=(p, n)), rng.normal(size=(p, n))
+        for nu in (1, 2, 3, 37, 64, 101):
+            Q, X, Y0, Y1, G = (np.empty((p, p, n)), np.empty((p, n)), np.empty((p, n)), np.empty((p, n)),
+                               np.empty((p, n)))
+            T, tv = np.empty((3, p, n)), np.empty((p, n))
+            stepping.mode_powers(am1, f, h, nu, Q, X, Y0, Y1, T[:p], tv)
+            stepping.mode_geometric(am1, h, nu, 0.97, G, np.empty((p, p, n)), T[:p], tv)
+            for j in range(n):
+                P = [np.linalg.matrix_power(np.eye(p) + am1[:, :, j], k) for k in range(nu + 1)]
+                S0 = sum(P[:nu])
+                S1 = sum(i * P[nu - 1 - i] for i in range(nu))
+                Gm = sum(P[nu - 1 - i] * 0.97**i for i in range(nu))
+                np.testing.assert_allclose(np.eye(p) + Q[:, :, j], P[nu], rtol=1e-13, atol=1e-15)
+                for got, want in [(X[:, j], S0 @ f[:, j]), (Y0[:, j], S0 @ h[:, j]), (Y1[:, j], S1 @ h[:, j]),
+                                  (G[:, j], Gm @ h[:, j])]:
+                    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("prob,frac,schedule,kw", [
-    (BLOCK_PL, 0.95, None, dict(outer_lr=0.5)),                                                  # LA
-    (BLOCK_PL, 0.95, hd.WarmupCosine(100, 300_000, 0.01), dict(workers=4, outer_lr=1.5, batch=2)),  # LA-DiLoCo
-    (BLOCK_PL, 0.95, hd.WarmupCosine(100, 300_000, 0.01), dict(outer_lr=1.0)),                  # = SGD every 8 steps
-    (BLOCK_PLN, 0.5, hd.PowerDecay(1.0, 1e3), dict(workers=4, outer_lr=0.8, inner_momentum=0.5)),  # inner momentum
-], ids=["LA-const", "M4-cosine", "alpha1-cosine", "mu-decay"])
+    (BLOCK_PL, 0.95, None, {"outer_lr": 0.5}),                                                  # LA
+    (BLOCK_PL, 0.95, hd.WarmupCosine(100, 300_000, 0.01), {"workers": 4, "outer_lr": 1.5, "batch": 2}),  # LA-DiLoCo
+    (BLOCK_PL, 0.95, hd.WarmupCosine(100, 300_000, 0.01), {"outer_lr": 1.0}),                  # = SGD every 8 steps
+    (BLOCK_PLN, 0.5, hd.PowerDecay(1.0, 1e3), {"workers": 4, "outer_lr": 0.8, "inner_momentum": 0.5}),  # inner momentum
+    (BLOCK_PL, 0.95, None, {"workers": 4, "outer_lr": 0.8, "outer_momentum": 0.9, "nesterov": True}),  # DiLoCo
+    (BLOCK_PL, 0.95, hd.WarmupCosine(100, 300_000, 0.01),
+     {"outer_lr": 0.7, "outer_momentum": 0.5, "inner_momentum": 0.5}),                              # SLA-HB + mu
+], ids=["LA-const", "M4-cosine", "alpha1-cosine", "mu-decay", "nesterov-const", "hb-mu-cosine"])
 def test_blocks_match_exact_long_horizon(prob, frac, schedule, kw):
-    """Power law d = 1000, H = 8, 2^18 inner steps at delta = 0.05 (blocks from 3.2e4 steps on): within
-    BLOCK_TOL of the exact recursion at every recorded point, with 88% of the inner steps done in blocks."""
+    """Power law d = 1000, H = 8, 2^18 inner steps at delta = 0.05: within BLOCK_TOL of the exact recursion at
+    every recorded point, with at least 85% of the inner steps done in blocks (outer momentum: the 3 x 3 block
+    form, stepping.integrate_modes)."""
     err, exact_frac = _block_vs_exact(prob, 2**18, frac, schedule, 0.05, **kw)
     assert err < BLOCK_TOL
     assert exact_frac < 0.15
 
 
 def test_blocks_h1_are_sgd():
-    """H = 1 blocks: SGD(alpha eta, M B) (note §1.2) through the LA-DiLoCo block form, against SGD's exact
-    recursion; M = H = alpha = 1 against SGD's own block integrator too (the two block paths differ: fused for
-    SGD, per-block Python for LA-DiLoCo)."""
+    """H = 1 blocks: SGD(alpha eta, M B) (§1) through the LA-DiLoCo block form, against SGD's exact recursion;
+    M = H = alpha = 1 against SGD's own block form too (the two block forms differ: fixed coefficients for SGD,
+    coefficients re-read from the state every block for LA-DiLoCo)."""
     g = hd.step_grid(2**18, per_decade=20)
     la = hd.LADiLoCo(0.4, batch=2, workers=4, outer_lr=1.5, schedule=hd.WarmupCosine(100, 300_000, 0.01))
     sgd = hd.SGD(0.6, batch=8, schedule=la.schedule)
@@ -431,37 +503,49 @@ def test_blocks_isotropic_decaying_schedule():
                              / hd.solve(prob, opt, grid=g, method="exact").excess_risk - 1))
 
     e_sgd = err(hd.SGD(0.95 * hd.stability_threshold(prob, hd.SGD(1.0)), schedule=sched))
-    for kw in (dict(workers=4, outer_lr=0.8), dict(outer_lr=1.0, inner_momentum=0.5)):
+    for kw in ({"workers": 4, "outer_lr": 0.8}, {"outer_lr": 1.0, "inner_momentum": 0.5}):
         base = hd.LADiLoCo(1.0, inner_steps=8, **kw)
         e = err(dataclasses.replace(base, lr=0.95 * hd.stability_threshold(prob, base), schedule=sched))
         assert e < 2 * e_sgd + 1e-4
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
-def test_momentum_blocks_are_exact(nesterov):
-    """beta > 0 has no diagonal affine form: the driver's blocks are stepped exactly (constant map, module
-    docstring), so auto equals method="exact" to rounding even under a moving schedule, block halving included."""
+def test_momentum_blocks_match_exact(nesterov):
+    """beta > 0 (the 3 x 3 block form) under a moving schedule, cut block by block by the driver, block halving
+    included: within BLOCK_TOL of method="exact" at delta = 0.05 (measured 6e-4), and at the largest delta = 0.1
+    better than SGD's own blocks on the same problem at the same fraction of its threshold (measured 2.5e-3 vs
+    8.4e-3), with most inner steps done in blocks."""
     prob = hd.Problem(V2_LAM, np.random.default_rng(7).normal(0, math.sqrt(2 / 100), 100),
                       noise=hd.Gaussian(0.01))
-    opt = hd.LADiLoCo(0.3, batch=2, workers=4, inner_steps=4, outer_lr=0.8, outer_momentum=0.6, nesterov=nesterov,
-                      schedule=hd.WarmupCosine(50, 100_000, 0.05))
+    sched = hd.WarmupCosine(50, 100_000, 0.05)
+    kw = {"batch": 2, "workers": 4, "outer_lr": 0.8, "outer_momentum": 0.6, "nesterov": nesterov}
+    frac = 0.3 / hd.stability_threshold(prob, hd.LADiLoCo(1.0, inner_steps=4, **kw))
+    err, exact_frac = _block_vs_exact(prob, 2**17, frac, sched, 0.05, H=4, **kw)
+    assert err < BLOCK_TOL
+    assert exact_frac < 0.5
+    err_big, _ = _block_vs_exact(prob, 2**17, frac, sched, 0.1, H=4, **kw)
+    sgd = hd.SGD(frac * hd.stability_threshold(prob, hd.SGD(1.0)), schedule=sched)
     g = hd.step_grid(2**17, multiple_of=4, per_decade=20)
-    auto = hd.solve(prob, opt, grid=g, delta=0.1)
-    ref = hd.solve(prob, opt, grid=g, method="exact")
-    assert auto.ok and ref.ok
-    np.testing.assert_allclose(auto.risk, ref.risk, rtol=1e-12, atol=0)
+    e_sgd = np.max(np.abs(hd.solve(prob, sgd, grid=g, delta=0.1).excess_risk
+                          / hd.solve(prob, sgd, grid=g, method="exact").excess_risk - 1))
+    assert err_big < e_sgd
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("prob,H,steps,frac,schedule,kw", [
-    (BLOCK_PL, 8, 2**21, 0.95, hd.WarmupCosine(1000, 3 * 10**6, 0.01), dict(outer_lr=0.5)),
-    (BLOCK_PL, 8, 2**21, 0.95, None, dict(workers=4, outer_lr=1.9)),
-    (BLOCK_PL, 8, 2**21, 0.95, hd.WarmupCosine(1000, 3 * 10**6, 0.01), dict(workers=4, outer_lr=1.9)),
-    (BLOCK_PLN, 8, 2**21, 0.5, hd.PowerDecay(1.0, 1e4), dict(workers=4, outer_lr=0.8, inner_momentum=0.5)),
-    (BLOCK_PLN, 64, 2**22, 0.95, hd.WarmupCosine(1000, 3 * 10**6, 0.01), dict(workers=4, outer_lr=1.0)),
-], ids=["LA-cosine", "M4-alpha1.9-const", "M4-alpha1.9-cosine", "mu-decay", "H64-cosine"])
+    (BLOCK_PL, 8, 2**21, 0.95, hd.WarmupCosine(1000, 3 * 10**6, 0.01), {"outer_lr": 0.5}),
+    (BLOCK_PL, 8, 2**21, 0.95, None, {"workers": 4, "outer_lr": 1.9}),
+    (BLOCK_PL, 8, 2**21, 0.95, hd.WarmupCosine(1000, 3 * 10**6, 0.01), {"workers": 4, "outer_lr": 1.9}),
+    (BLOCK_PLN, 8, 2**21, 0.5, hd.PowerDecay(1.0, 1e4), {"workers": 4, "outer_lr": 0.8, "inner_momentum": 0.5}),
+    (BLOCK_PLN, 64, 2**22, 0.95, hd.WarmupCosine(1000, 3 * 10**6, 0.01), {"workers": 4, "outer_lr": 1.0}),
+    (BLOCK_PLN, 8, 2**21, 0.95, None, {"workers": 4, "outer_lr": 1.0, "outer_momentum": 0.6, "nesterov": True}),
+    (BLOCK_PL, 8, 2**21, 0.95, hd.WarmupCosine(1000, 3 * 10**6, 0.01),
+     {"workers": 4, "outer_lr": 0.8, "outer_momentum": 0.9, "nesterov": True}),
+    (BLOCK_PLN, 8, 2**21, 0.9, hd.PowerDecay(1.0, 1e4), {"outer_lr": 0.7, "outer_momentum": 0.5, "inner_momentum": 0.5}),
+], ids=["LA-cosine", "M4-alpha1.9-const", "M4-alpha1.9-cosine", "mu-decay", "H64-cosine", "nesterov-floor",
+        "nesterov.9-cosine", "hb-mu-decay"])
 def test_blocks_match_exact_default_delta(prob, H, steps, frac, schedule, kw):
-    """The brief's horizons at the default delta = 0.01 (blocks from H * 2e4 steps on): within BLOCK_TOL."""
+    """Long horizons at the default delta = 0.01: within BLOCK_TOL."""
     err, exact_frac = _block_vs_exact(prob, steps, frac, schedule, 0.01, H=H, **kw)
     assert err < BLOCK_TOL
     assert exact_frac < 0.5
@@ -469,7 +553,7 @@ def test_blocks_match_exact_default_delta(prob, H, steps, frac, schedule, kw):
 
 @pytest.mark.slow
 def test_blocks_isotropic_default_delta():
-    """Isotropic, decaying lr, delta = 0.01 (blocks from 1.6e8 steps on, 2^29 steps): <= 1.1e-4 measured."""
+    """Isotropic, decaying lr, delta = 0.01 (blocks start late: one mode), 2^29 steps."""
     prob = hd.isotropic(1000, noise=hd.Gaussian(0.3))
     base = hd.LADiLoCo(1.0, inner_steps=8, workers=4, outer_lr=0.8)
     opt = dataclasses.replace(base, lr=0.95 * hd.stability_threshold(prob, base), schedule=hd.PowerDecay(1.0, 1e3))
@@ -479,132 +563,36 @@ def test_blocks_isotropic_default_delta():
     assert np.max(np.abs(auto.excess_risk / ref.excess_risk - 1)) < 1e-3
 
 
-# ------------------------------------------------------------------------------------------------ simulation
+# -------------------------------------------------------------------------- the (D6) test as the scans evaluate it
 
 
-def _sim_problem(d=40):
+def test_schur_test_of_3x3_maps_matches_eigenvalues():
     rng = np.random.default_rng(3)
-    lam = 1.0 / np.sqrt(np.arange(1, d + 1))
-    return hd.Problem(lam, rng.normal(0, 1 / math.sqrt(d), d), noise=hd.Gaussian(0.3))
+    for _ in range(2000):
+        A = rng.normal(0, 0.6, (3, 3))
+        rad = np.max(np.abs(np.linalg.eigvals(A)))
+        if abs(rad - 1) > 1e-9:
+            assert St._schur_stable3(A) == (rad < 1)
 
 
-@pytest.mark.parametrize("variant", [(1, 1, 1.0, 0.0, False, 0.0, 2), (4, 1, 1.5, 0.3, True, 0.0, 1),
-                                     (1, 8, 0.7, 0.5, False, 0.5, 2), (4, 8, 0.8, 0.6, True, 0.0, 2)])
-def test_theory_matches_simulation(variant):
-    """M in {1, 4}, H in {1, 8}, at half the threshold: theory inside the seeds' 3-SEM band."""
-    prob = _sim_problem()
-    opt = _opt(1.0, *variant)
-    opt = opt.with_lr(0.5 * hd.stability_threshold(prob, opt))
-    g = hd.step_grid(40 * opt.inner_steps, per_decade=5, multiple_of=opt.inner_steps)
-    rep = validation.compare(hd.solve(prob, opt, grid=g), validation.simulate(prob, opt, grid=g, seeds=400, key=1))
-    assert rep.ok, rep.summary()
-    assert rep.inband_fraction >= 0.9, rep.summary()
-
-
-def _optax_reference(prob, opt, rounds, key):
-    """M = 1: optax.lookahead(optax.sgd(eta, momentum=mu), H, alpha, reset_state=True) fed the same samples."""
-    optax = pytest.importorskip("optax")
-    import jax
-    import jax.numpy as jnp
-    from validation.optimizers.la_diloco import round_keys
-
-    lam = jnp.asarray(prob.eigenvalues)
-    target = jnp.asarray(prob.target)
-
-    def sample(k, n):
-        kx, ke = jax.random.split(k)
-        x = jax.random.normal(kx, (n, lam.size)) * jnp.sqrt(lam)
-        return x, x @ target + prob.noise.sample_jax(ke, (n,), jnp.float64)
-
-    fast = optax.sgd(opt.lr, momentum=opt.inner_momentum or None)
-    la = optax.lookahead(fast, sync_period=opt.inner_steps, slow_step_size=opt.outer_lr, reset_state=True)
-    params = optax.LookaheadParams.init_synced(jnp.asarray(prob.init))
-    state = la.init(params)
-    sim = validation.optimizers.simulation_for(opt)
-    theta, v = jnp.asarray(prob.init), sim.init(jnp.asarray(prob.init), opt)
-
-    @jax.jit
-    def optax_step(params, state, x, y):
-        grad = x.T @ (x @ params.fast - y) / opt.batch
-        upd, state = la.update(grad, state, params)
-        return optax.apply_updates(params, upd), state
-
-    batches = jax.jit(lambda rk: jax.vmap(lambda k: sample(k, opt.batch))(round_keys(rk, 1, opt.inner_steps)[0]))
-    ours = jax.jit(lambda th, v, k: sim.update(th, v, k, opt.lr, sample, opt))
-    diffs = []
-    for t in range(rounds):
-        rkey = jax.random.fold_in(key, t)
-        xs, ys = batches(rkey)
-        for h in range(opt.inner_steps):
-            params, state = optax_step(params, state, xs[h], ys[h])
-        theta, v = ours(theta, v, rkey)
-        diffs.append(float(jnp.max(jnp.abs(theta - params.slow))) / float(jnp.max(jnp.abs(params.slow))))
-    return max(diffs)
-
-
-@pytest.mark.parametrize("mu", [0.6])  # mu = 0 is the same code path with b = g; 0.6 also checks the buffer reset
-def test_simulation_update_matches_optax_lookahead(mu):
-    import jax
-
-    with jax.enable_x64(True):
-        prob = _sim_problem(10)
-        opt = hd.LA(0.3, batch=3, inner_steps=5, outer_lr=0.6, inner_momentum=mu)
-        assert _optax_reference(prob, opt, 6, jax.random.PRNGKey(0)) < 1e-12
-
-
-def test_simulation_update_matches_plain_loop_with_workers_and_momentum():
-    """M = 3, Nesterov outer momentum, inner momentum: the JAX update vs a NumPy loop of §1.1 on the same
-    samples (optax has no multi-worker outer optimizer)."""
-    import jax
-    import jax.numpy as jnp
-    from validation.optimizers.la_diloco import round_keys
-
-    with jax.enable_x64(True):
-        prob = _sim_problem(8)
-        lam = jnp.asarray(prob.eigenvalues)
-
-        def sample(k, n):
-            x = jax.random.normal(k, (n, lam.size)) * jnp.sqrt(lam)
-            return x, x @ jnp.asarray(prob.target) + 0.3 * jax.random.normal(jax.random.fold_in(k, 9), (n,))
-
-        for nest in (True,):  # heavy ball: checked against the theory in test_theory_matches_simulation[variant2]
-            opt = hd.LADiLoCo(0.2, batch=2, workers=3, inner_steps=4, outer_lr=0.9, outer_momentum=0.5,
-                              nesterov=nest, inner_momentum=0.4)
-            sim = validation.optimizers.simulation_for(opt)
-            theta = jnp.asarray(prob.init)
-            v = sim.init(theta, opt)
-            ours = jax.jit(lambda th, v, k: sim.update(th, v, k, jnp.full(4, 0.2), sample, opt))  # noqa: B023
-            batches = jax.jit(lambda rk: jax.vmap(jax.vmap(lambda k: sample(k, 2)))(round_keys(rk, 3, 4)))
-            th_np, v_np = np.asarray(prob.init, dtype=float), np.zeros(8)
-            for t in range(3):
-                rkey = jax.random.PRNGKey(t)
-                xs, ys = (np.asarray(a) for a in batches(rkey))
-                ws = []
-                for m in range(3):
-                    w, b = th_np.copy(), np.zeros(8)
-                    for h in range(4):
-                        x, y = xs[m, h], ys[m, h]
-                        b = 0.4 * b + x.T @ (x @ w - y) / 2
-                        w = w - 0.2 * b
-                    ws.append(w)
-                delta = th_np - np.mean(ws, axis=0)
-                v_np = 0.5 * v_np + delta
-                th_np = th_np - 0.9 * ((delta + 0.5 * v_np) if nest else v_np)
-                theta, v = ours(theta, v, rkey)
-            np.testing.assert_allclose(np.asarray(theta), th_np, rtol=1e-12, atol=1e-14)
-
-
-def test_simulate_records_on_round_grid():
-    prob = _sim_problem(10)
-    opt = hd.LA(0.2, inner_steps=4, outer_lr=0.5)
-    with pytest.raises(ValueError, match="multiple of 4"):
-        hd.solve(prob, opt, grid=np.array([0, 3, 8]))
-    with pytest.raises(ValueError, match="multiple of 4"):
-        validation.simulate(prob, opt, grid=np.array([0, 3, 8]), seeds=2)
-    a = validation.simulate(prob, opt, steps=40, seeds=2, key=3, chunk=3)
-    b = validation.simulate(prob, opt, steps=40, seeds=2, key=3)
-    np.testing.assert_array_equal(a.risk, b.risk)
-    assert np.all(a.steps % 4 == 0)
+def test_numba_d6_test_matches_round_operators():
+    """The Numba (D6) test of the scans (closed-form Toeplitz kernel for mu = 0, row-sum certificate for mu > 0,
+    Schur test of the 3 x 3 maps) gives the verdict of round_operators(...).stable, and for mu = 0 the same
+    Kbar, on random problems and lrs on both sides of the threshold."""
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        lam, mult, opt, _ = _random_case(rng, trial, momentum=bool(trial % 2))
+        lam, mult = np.ascontiguousarray(lam), np.ascontiguousarray(mult)
+        thr = L.first_crossing(lam, mult, opt)
+        for frac in (0.3, 0.9, 0.999, 1.001, 1.1, 2.0):
+            eta = frac * thr
+            ro = L.round_operators(lam, mult, eta, opt)
+            assert St._stable(lam, mult, eta, opt) == ro.stable
+            K = np.empty((opt.inner_steps,) * 2)
+            code = St.d6_kernel(lam, mult, eta, opt.inner_steps, 1 / opt.batch, 1 / opt.workers, opt.outer_lr,
+                                opt.outer_momentum, opt.nesterov, opt.inner_momentum, K, False)
+            if code == 1 and np.all(np.isfinite(ro.kernel)):
+                np.testing.assert_allclose(K, ro.kernel, rtol=1e-9, atol=1e-12 * np.abs(ro.kernel).max())
 
 
 # ------------------------------------------------------------------------------------------------ properties
@@ -653,7 +641,7 @@ def test_pt2_rescaling_permutation_merging(lam, v, c, rnd, frac):
 @given(spectra, st.integers(1, 6), st.floats(0.3, 1.8), st.integers(1, 3), st.floats(0.1, 0.6))
 def test_pt3_orderings(lam, H, alpha, B, frac):
     """beta = mu = 0: E is nonincreasing in M at fixed B, E_{M,B}(t) >= E_{1,MB}(t) (equal for H = 1), and E is
-    nondecreasing in sigma^2 (note §3.5, PT3)."""
+    nondecreasing in sigma^2 (§4, PT3)."""
     p = _problem(lam)
     base = hd.LADiLoCo(1.0, batch=B, workers=1, inner_steps=H, outer_lr=alpha)
     lr = frac * hd.stability_threshold(p, base)
@@ -671,7 +659,7 @@ def test_pt3_orderings(lam, H, alpha, B, frac):
 @SET
 @given(spectra, variants)
 def test_pt4_convergence_below_and_divergence_above(lam, v):
-    """At 0.5 eta* the run settles on the stationary risk of (L6); at 1.05 eta* it is flagged or diverges."""
+    """At 0.5 eta* the run settles on the stationary risk of (D6); at 1.05 eta* it is flagged or diverges."""
     p = _problem(lam, sigma=0.5)
     opt = _opt(1.0, *v)
     thr = hd.stability_threshold(p, opt)
@@ -687,13 +675,13 @@ def test_pt4_convergence_below_and_divergence_above(lam, v):
 
 
 @pytest.mark.parametrize("kw,match", [
-    (dict(workers=0), "workers"), (dict(workers=2.5), "workers"), (dict(inner_steps=0), "inner_steps"),
-    (dict(outer_lr=0.0), "outer_lr"), (dict(outer_lr=-1.0), "outer_lr"), (dict(outer_lr=float("nan")), "outer_lr"),
-    (dict(outer_momentum=1.0), "outer_momentum"), (dict(outer_momentum=-0.1), "outer_momentum"),
-    (dict(inner_momentum=1.0), "inner_momentum"), (dict(inner_momentum=-0.5), "inner_momentum"),
-    (dict(nesterov="yes"), "nesterov"), (dict(batch=0), "batch"), (dict(lr=0.0), "lr")])
+    ({"workers": 0}, "workers"), ({"workers": 2.5}, "workers"), ({"inner_steps": 0}, "inner_steps"),
+    ({"outer_lr": 0.0}, "outer_lr"), ({"outer_lr": -1.0}, "outer_lr"), ({"outer_lr": float("nan")}, "outer_lr"),
+    ({"outer_momentum": 1.0}, "outer_momentum"), ({"outer_momentum": -0.1}, "outer_momentum"),
+    ({"inner_momentum": 1.0}, "inner_momentum"), ({"inner_momentum": -0.5}, "inner_momentum"),
+    ({"nesterov": "yes"}, "nesterov"), ({"batch": 0}, "batch"), ({"lr": 0.0}, "lr")])
 def test_bad_input_rejected(kw, match):
-    args = dict(lr=0.1)
+    args = {"lr": 0.1}
     args.update(kw)
     with pytest.raises(ValueError, match=match):
         hd.LADiLoCo(**args)
@@ -708,10 +696,10 @@ def test_presets_and_serialisation():
     assert hd.LADiLoCo(0.1, outer_lr=0.5, outer_momentum=0.5, inner_momentum=0.5).eta_eff == pytest.approx(0.2)
 
 
-# ------------------------------------------ thresholds: empirical vs theory at the same horizon (issue 6, item 3)
+# ------------------------------------------------------------- thresholds at a finite horizon (theory only)
 # validation.empirical_threshold (seed mean grows > 10x between half the horizon and the horizon) is compared
-# with validation.thresholds.horizon_threshold (the same criterion on the theory's expected risk) and with the
-# asymptotic (L6) threshold. On a problem with many effective dimensions (tr K / lambda_max = 67) they agree;
+# with hd.tuning.horizon_threshold (the same criterion on the theory's expected risk) and with the
+# asymptotic (D6) threshold. On a problem with many effective dimensions (tr K / lambda_max = 67) they agree;
 # on lambda_j = 1/j (tr K / lambda_max = 5.2) the seed mean is carried by single runs near the edge (see
 # validation/thresholds.py), which is not a horizon effect.
 
@@ -724,7 +712,7 @@ def test_horizon_threshold_closed_form():
     """M = alpha = 1, sigma = 0, one mode: the expected risk is r^k with r = 1 - 2 x + (1 + 2/B) x^2, x = eta lambda
     (SGD observed every H steps), so the lr where it grows by `growth` from half the horizon to the horizon solves
     r^(k/2) = growth in closed form; the asymptotic threshold (r = 1) is 2B/((B + 2) lambda)."""
-    from validation.thresholds import horizon_threshold
+    from hdtheory.tuning import horizon_threshold
 
     lam, B, H, steps = 0.8, 2, 4, 800
     prob = hd.Problem([lam], [1.0])
@@ -739,10 +727,10 @@ def test_horizon_threshold_closed_form():
 
 
 def test_horizon_effect_is_small_and_vanishes():
-    """The finite-horizon theory threshold exceeds (L6) by O(1/horizon): on lambda_j = 1/j (d = 100, the setting of
-    the measured empirical / (L6) = 1.054 with M 4, H 8, alpha 1, B 1, 1000 rounds) it is only +0.27%, so the
+    """The finite-horizon theory threshold exceeds (D6) by O(1/horizon): on lambda_j = 1/j (d = 100, the setting of
+    the measured empirical / (D6) = 1.054 with M 4, H 8, alpha 1, B 1, 1000 rounds) it is only +0.27%, so the
     horizon does not explain that gap; it shrinks ~4x per 4x rounds."""
-    from validation.thresholds import horizon_threshold
+    from hdtheory.tuning import horizon_threshold
 
     prob = hd.Problem(V2_LAM, np.full(100, 0.03), noise=hd.Gaussian(0.1))
     opt = hd.LADiLoCo(1.0, workers=4, inner_steps=8)
@@ -751,35 +739,3 @@ def test_horizon_effect_is_small_and_vanishes():
     assert ratios[1] == pytest.approx(1.0027, abs=2e-4)
     assert 1.0 < ratios[2] < ratios[1] < ratios[0] < 1.02
     assert 3.0 < (ratios[0] - 1) / (ratios[1] - 1) < 5.0 and 3.0 < (ratios[1] - 1) / (ratios[2] - 1) < 5.0
-
-
-def test_empirical_threshold_matches_theory_at_the_same_horizon():
-    """LA-DiLoCo M 4, H 8, alpha 1, B 1, 200 rounds, 8 seeds: empirical / horizon threshold within 2% (measured
-    0.992-1.008 over 10 keys at 8-16 seeds, bisection to 1%) and empirical / (L6) within 5% (measured 1.008-1.025)."""
-    from validation.thresholds import horizon_threshold
-
-    opt = hd.LADiLoCo(1.0, workers=4, inner_steps=8)
-    lt = hd.stability_threshold(_THR_PROB, opt)
-    lh = horizon_threshold(_THR_PROB, opt, steps=1600, lr0=lt)
-    assert 1.0 < lh / lt < 1.03
-    le = validation.empirical_threshold(_THR_PROB, opt, steps=1600, seeds=8, key=0, rtol=0.01, lr0=lh)
-    assert abs(le / lh - 1) <= 0.02
-    assert abs(le / lt - 1) <= 0.05
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("variant", [(4, 8, 1.0, 0.0, False, 0.0, 1), (1, 8, 0.5, 0.0, False, 0.0, 1),
-                                     (4, 8, 0.8, 0.9, True, 0.0, 2), (1, 8, 0.7, 0.5, False, 0.5, 4)])
-def test_empirical_thresholds_four_variants_slow(variant, rounds=400, seeds=16):
-    """The four variants of the module docstring (plain, LA, DiLoCo-Nesterov, heavy ball + inner momentum):
-    empirical / horizon threshold within 2%, empirical / (L6) within 5%. With rounds=800, seeds=32 this gives the
-    table in validation/thresholds.py (3.5 min on 2 cores); the defaults take ~1 min."""
-    from validation.thresholds import horizon_threshold
-
-    opt = _opt(1.0, *variant)
-    steps = rounds * opt.inner_steps
-    lt = hd.stability_threshold(_THR_PROB, opt)
-    lh = horizon_threshold(_THR_PROB, opt, steps=steps, lr0=lt, rtol=1e-3)
-    le = validation.empirical_threshold(_THR_PROB, opt, steps=steps, seeds=seeds, key=0, rtol=0.005, lr0=lh)
-    assert abs(le / lh - 1) <= 0.02
-    assert abs(le / lt - 1) <= 0.05
