@@ -11,8 +11,16 @@ appears here without editing this module). Schedules: ``--schedule warmup_cosine
 ``relative:KAPPA``. The step size is ``--lr`` (per step, applied to the weights), ``--lr-frac`` (a fraction of
 the stability threshold), or by default the theory-optimal constant lr for the horizon (``hd.tuning``).
 
-Exit codes: 0 = done (compare: the theory agrees with the simulation), 1 = compare found a disagreement,
-2 = usage or input error (named), 3 = the theory curve did not reach the horizon (diverged).
+Output files: ``--out`` is a plot (.png, .pdf or .svg; a name without a suffix gets .png), ``--save`` the
+theory curve (.npz; a name without a suffix gets .npz, as in ``RiskCurve.save``). Both are checked before
+anything is computed, and the messages name the path actually written.
+
+Exit codes (the same for every command):
+  0  done; for compare: OK, the theory is within tolerance of the simulation given the Monte-Carlo error.
+     solve exits 0 whenever the curve was computed, a diverged one included (the output and the plot say so).
+  1  compare: NOT OK, the theory is off by more than the tolerance beyond the Monte-Carlo error.
+  2  usage, input or output-path error (the message names the flag and the value).
+  3  compare: INCONCLUSIVE, too few seeds to tell (the output says about how many would decide).
 """
 from __future__ import annotations
 
@@ -20,10 +28,18 @@ import argparse
 import dataclasses
 import math
 import os
+import re
 import sys
 import time
+import warnings
 
-EXIT_OK, EXIT_DISAGREE, EXIT_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
+EXIT_OK, EXIT_DISAGREE, EXIT_INPUT, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+#: compare's verdict -> exit code
+VERDICT_EXIT = {"ok": EXIT_OK, "not_ok": EXIT_DISAGREE, "inconclusive": EXIT_INCONCLUSIVE}
+#: plot formats --out accepts; a name without a suffix gets the first
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+#: the driver's default divergence cap on R / max(R(0), sigma^2/2)
+CAP = 1e8
 
 PROBLEMS = ("powerlaw", "isotropic")
 
@@ -43,7 +59,7 @@ def _number(text: str, what: str) -> float:
         raise InputError(f"{what}: expected a number, got {text!r}") from None
 
 
-def parse_schedule(spec: str | None):
+def parse_schedule(spec: str | None, flag: str = "--schedule"):
     """``warmup_cosine:W:T[:FLOOR]``, ``power_decay:P[:K0]``, ``piecewise:B1,B2:V0,V1,V2``, ``constant``."""
     from . import schedules
 
@@ -59,8 +75,10 @@ def parse_schedule(spec: str | None):
             return schedules.Piecewise(tuple(int(b) for b in parts[0].split(",")),
                                        tuple(float(v) for v in parts[1].split(",")))
     except ValueError as e:
-        raise InputError(f"--schedule {spec!r}: {e}") from None
-    raise InputError(f"--schedule {spec!r}: expected warmup_cosine:WARMUP:TOTAL[:FLOOR], power_decay:POWER[:K0], "
+        forms = {"warmup_cosine": "warmup_cosine:WARMUP:TOTAL[:FLOOR] (integers WARMUP, TOTAL)",
+                 "power_decay": "power_decay:POWER[:K0]", "piecewise": "piecewise:B1,B2:V0,V1,V2 (integer B)"}
+        raise InputError(f"{flag} {spec!r}: write {forms.get(kind, kind)}; {e}") from None
+    raise InputError(f"{flag} {spec!r}: expected warmup_cosine:WARMUP:TOTAL[:FLOOR], power_decay:POWER[:K0], "
                      "piecewise:B1,B2:V0,V1,V2 or constant")
 
 
@@ -102,33 +120,93 @@ def _add_optimizer_flags(p, cls):
             p.add_argument(_flag(f.name), type=float, default=default, help=f"default {default}")
 
 
-def _build_optimizer(cls, args, lr: float):
+def _build_optimizer(cls, args, lr: float, lr_flag: str = "--lr"):
+    """The optimizer from the flags; a library error is re-raised naming the flag (and the value) it is about."""
     kwargs = {}
     for f, _ in _optimizer_fields(cls):
         value = getattr(args, f.name)
         if f.name.endswith("_schedule"):
-            value = parse_schedule(value)
+            value = parse_schedule(value, _flag(f.name))
         elif f.name in FIELD_PARSERS and value is not None:
             value = FIELD_PARSERS[f.name](value)
         if value is not None:
             kwargs[f.name] = value
-    return cls(lr=lr, schedule=parse_schedule(args.schedule), **kwargs)
+    schedule = parse_schedule(args.schedule)
+    try:
+        return cls(lr=lr, schedule=schedule, **kwargs)
+    except ValueError as e:
+        msg = str(e)
+        if msg.startswith(("lr ", "lr:")):
+            raise InputError(f"{lr_flag}: {msg}") from None
+        for f, _ in sorted(_optimizer_fields(cls), key=lambda fd: -len(fd[0].name)):  # clip_schedule before clip
+            if re.search(rf"\b{re.escape(f.name)}\b", msg):
+                raise InputError(f"{_flag(f.name)} {getattr(args, f.name)!r}: {msg}") from None
+        if "schedule" in msg:
+            raise InputError(f"--schedule {args.schedule!r}: {msg}") from None
+        raise InputError(f"{cls.name}: {msg}") from None
 
 
 # ------------------------------------------------------------------------------------------------------
 # checks done before any computation
 # ------------------------------------------------------------------------------------------------------
 
-def _check_out(path: str | None, suffix: str, flag: str):
+def plot_path(path: str | None, flag: str = "--out") -> str | None:
+    """The plot file ``--out`` writes: .png, .pdf or .svg; a name without a suffix gets .png. Checked
+    before any computation (folder exists and is writable, not a folder)."""
     if path is None:
-        return
-    if not path.lower().endswith(suffix):
-        raise InputError(f"{flag} {path!r}: the file must end in {suffix}")
+        return None
+    if not path or path.endswith(("/", os.sep)) or os.path.isdir(path):
+        raise InputError(f"{flag} {path!r}: not a file name")
+    suffix = os.path.splitext(path)[1]
+    if not suffix:
+        path += PLOT_SUFFIXES[0]
+    elif suffix.lower() not in PLOT_SUFFIXES:
+        raise InputError(f"{flag} {path!r}: a plot must end in {', '.join(PLOT_SUFFIXES)} (or have no suffix, "
+                         f"which gets {PLOT_SUFFIXES[0]}), not {suffix!r}")
+    _check_folder(path, flag)
+    return path
+
+
+def save_path(path: str | None, flag: str = "--save") -> str | None:
+    """The curve file ``--save`` writes, by ``RiskCurve.save``'s rule (.npz; no suffix gets .npz). Checked
+    before any computation."""
+    from .results import npz_path
+
+    if path is None:
+        return None
+    if not path or path.endswith(("/", os.sep)) or os.path.isdir(path):
+        raise InputError(f"{flag} {path!r}: not a file name")
+    try:
+        out = npz_path(path)
+    except ValueError as e:
+        raise InputError(f"{flag} {e}") from None
+    _check_folder(out, flag)
+    return out
+
+
+def _check_folder(path: str, flag: str):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise InputError(f"{flag} {path!r}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise InputError(f"{flag} {path!r}: the folder {folder} is not writable")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise InputError(f"{flag} {path!r}: the file exists and is not writable")
+
+
+def _outputs(args):
+    """Validated (plot, curve) paths of a solve/compare command, and the check that they differ."""
+    out, save = plot_path(args.out), save_path(args.save)
+    if out and save and os.path.abspath(out) == os.path.abspath(save):
+        raise InputError(f"--out and --save name the same file {out!r}")
+    return out, save
+
+
+def _check_counts(args):
+    for name in ("steps", "seeds", "per_decade", "d"):
+        v = getattr(args, name, None)
+        if v is not None and v < 1:
+            raise InputError(f"{_flag(name)} must be >= 1, got {v}")
 
 
 def _problem(args):
@@ -139,9 +217,13 @@ def _problem(args):
         noise = parse_noise(args.noise)
     except ValueError as e:
         raise InputError(f"--noise {args.noise!r}: {e}") from None
-    if args.problem == "powerlaw":
-        return hd.powerlaw(args.d, args.alpha, args.beta, noise=noise)
-    return hd.isotropic(args.d, noise=noise)
+    try:
+        if args.problem == "powerlaw":
+            return hd.powerlaw(args.d, args.alpha, args.beta, noise=noise)
+        return hd.isotropic(args.d, noise=noise)
+    except ValueError as e:
+        flag = next((f"--{n}" for n in ("alpha", "beta", "d") if str(e).startswith(n)), "--problem")
+        raise InputError(f"{flag}: {e}") from None
 
 
 def _resolve(args):
@@ -155,6 +237,8 @@ def _resolve(args):
         raise InputError("give at most one of --lr and --lr-frac")
     probe = _build_optimizer(cls, args, 1.0)  # validates every other hyperparameter first
     if args.lr is not None:
+        if not (math.isfinite(args.lr) and args.lr > 0):
+            raise InputError(f"--lr must be a number > 0, got {args.lr}")
         return prob, _build_optimizer(cls, args, args.lr), "given"
     if args.lr_frac is not None:
         if not (math.isfinite(args.lr_frac) and args.lr_frac > 0):
@@ -163,10 +247,40 @@ def _resolve(args):
         if not math.isfinite(lr_c):
             raise InputError(f"--lr-frac: {args.optimizer} has no finite stability threshold here "
                              f"({hd.threshold_reason(prob, probe)}); give --lr")
-        return prob, _build_optimizer(cls, args, args.lr_frac * lr_c), f"{args.lr_frac:g} x threshold {lr_c:.6g}"
+        if not lr_c > 0:
+            raise InputError(f"--lr-frac: the stability threshold of {args.optimizer} here is {lr_c:g}; give --lr")
+        lr = args.lr_frac * lr_c
+        return (prob, _build_optimizer(cls, args, lr, lr_flag=f"--lr-frac {args.lr_frac:g} (lr = {lr:g})"),
+                f"{args.lr_frac:g} x threshold {lr_c:.6g}")
     steps = getattr(args, "steps", 10000)
     lr = hd.tuning.optimal_lr(prob, probe, steps)
     return prob, _build_optimizer(cls, args, lr), f"theory-optimal constant lr for {steps} steps"
+
+
+def divergence_cap(prob, opt) -> float:
+    """The cap passed to ``hd.solve`` and ``validation.compare`` (on R / max(R(0), sigma^2/2)).
+
+    The driver's default, except for optimizers that never diverge (threshold inf: signSGD, clipped SGD at a
+    fixed clip level), whose risk settles at a stationary value that can be far above R(0) at a large lr: there
+    the cap is raised so that it sits ``CAP`` times above that stationary risk too (otherwise a large but finite
+    floor would be reported as a divergence)."""
+    import hdtheory as hd
+
+    if math.isfinite(hd.stability_threshold(prob, opt.with_lr(1.0))):
+        return CAP
+    ref = max(prob.initial_risk, 0.5 * prob.sigma2)
+    try:
+        plain = dataclasses.replace(opt, lr=opt.lr * opt.sched.peak(), schedule=None)
+        if getattr(plain, "clip_schedule", None) is not None and not getattr(plain, "relative", False):
+            plain = dataclasses.replace(plain, clip=plain.clip * plain.clip_schedule.peak(), clip_schedule=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            stat = hd.stationary_risk(prob, plain)
+    except (ValueError, TypeError, ArithmeticError):
+        return CAP
+    if not (math.isfinite(stat) and ref > 0):
+        return CAP
+    return CAP * max(1.0, stat / ref)
 
 
 def _describe(prob, opt, how: str):
@@ -175,7 +289,7 @@ def _describe(prob, opt, how: str):
     lr_c = hd.stability_threshold(prob, opt.with_lr(1.0))
     ratio = f"lr/threshold = {opt.lr / lr_c:.3f}" if math.isfinite(lr_c) else hd.threshold_reason(prob, opt)
     print(f"problem: {prob.info.get('constructor', 'problem')} d={prob.d} trK={prob.trace:.4g} "
-          f"lambda_max={prob.lambda_max:.4g} sigma^2={prob.sigma2:.4g} initial risk={prob.initial_risk:.4g}")
+          f"lambda_max={prob.lambda_max:.4g} sigma^2={prob.sigma2:.4g} initial risk R(0)={prob.initial_risk:.4g}")
     print(f"optimizer: {opt}")
     print(f"lr = {opt.lr:.6g} ({how}); stability threshold {lr_c:.6g} ({ratio})")
 
@@ -185,9 +299,11 @@ def _save_plot(ax, path, title):
 
     ax.set_title(title, fontsize=10)
     ax.figure.tight_layout()
-    ax.figure.savefig(path, dpi=130)
-    plt.close(ax.figure)
-    print(f"plot written to {path}")
+    try:
+        ax.figure.savefig(path, dpi=130)
+    finally:
+        plt.close(ax.figure)
+    print(f"plot written to {path} (excess risk R - sigma^2/2, log-log)")
 
 
 def _title(prob, opt) -> str:
@@ -199,6 +315,7 @@ def _title(prob, opt) -> str:
 # ------------------------------------------------------------------------------------------------------
 
 def cmd_list(args) -> int:
+    from .noise import noise_spec_help
     from .theory import entries, optimizer_class
 
     print("optimizers (hdtheory solve|compare|threshold NAME):")
@@ -207,53 +324,63 @@ def cmd_list(args) -> int:
         flags = " ".join(_flag(f.name) for f, _ in _optimizer_fields(cls))
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"  {e.name:12s} {doc}\n  {'':12s} flags: --lr --lr-frac --schedule {flags}")
-    print(f"problems (--problem): {', '.join(PROBLEMS)}")
-    print("noise (--noise): gaussian:SIGMA, rademacher:SIGMA, student_t:SIGMA:DF")
+    print("problems (--problem):")
+    for name, text in PROBLEM_HELP.items():
+        print(f"  {name:12s} {text}")
+    print(f"noise (--noise): {noise_spec_help()}")
+    print("exit codes: 0 done / OK, 1 NOT OK, 2 usage or input error, 3 INCONCLUSIVE (compare: more seeds needed)")
     return EXIT_OK
 
 
 def cmd_solve(args) -> int:
     import hdtheory as hd
 
-    _check_out(args.out, ".png", "--out")
-    _check_out(args.save, ".npz", "--save")
+    _check_counts(args)
+    out, save = _outputs(args)
     prob, opt, how = _resolve(args)
     _describe(prob, opt, how)
     t0 = time.perf_counter()
-    curve = hd.solve(prob, opt, steps=args.steps)
-    print(f"theory: {curve} in {time.perf_counter() - t0:.3f} s")
-    if args.out:
-        _save_plot(hd.plot(curve), args.out, _title(prob, opt))
-    if args.save:
-        print(f"curve saved to {curve.save(args.save)}")
-    return EXIT_OK if curve.steps[-1] == args.steps else EXIT_INCOMPLETE
+    curve = hd.solve(prob, opt, steps=args.steps, cap=divergence_cap(prob, opt))
+    print(f"theory ({time.perf_counter() - t0:.3f} s): {curve.describe()}")
+    if curve.status == "diverged":
+        print(f"theory: the curve stops before the horizon {args.steps}: {curve.message}")
+    if out:
+        _save_plot(hd.plot(curve), out, _title(prob, opt))
+    if save:
+        print(f"curve saved to {curve.save(save)}")
+    return EXIT_OK
 
 
 def cmd_compare(args) -> int:
     import hdtheory as hd
     import validation
 
-    _check_out(args.out, ".png", "--out")
-    _check_out(args.save, ".npz", "--save")
-    if args.seeds < 1:
-        raise InputError(f"--seeds must be >= 1, got {args.seeds}")
+    _check_counts(args)
+    out, save = _outputs(args)
     prob, opt, how = _resolve(args)
     _describe(prob, opt, how)
     grid = hd.step_grid(args.steps, per_decade=args.per_decade, multiple_of=opt.steps_per_update)
+    cap = divergence_cap(prob, opt)
     t0 = time.perf_counter()
-    curve = hd.solve(prob, opt, grid=grid)
+    curve = hd.solve(prob, opt, grid=grid, cap=cap)
     t1 = time.perf_counter()
-    print(f"theory: {curve} in {t1 - t0:.3f} s")
+    print(f"theory ({t1 - t0:.3f} s): {curve.describe()}")
     sim = validation.simulate(prob, opt, grid=grid, seeds=args.seeds, key=args.seed, progress=not args.quiet)
     t2 = time.perf_counter()
-    print(f"simulation: {args.seeds} seeds x {args.steps} steps on {sim.meta['device']} in {t2 - t1:.2f} s")
-    rep = validation.compare(curve, sim)
+    import numpy as np
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        last = float(np.mean(sim.risk[:, -1]))
+    print(f"simulation ({args.seeds} seeds x {args.steps} steps on {sim.meta['device']}, {t2 - t1:.2f} s): "
+          f"seed mean risk R = {last:.6g} at step {int(sim.steps[-1])} (excess risk R - sigma^2/2 = "
+          f"{last - 0.5 * sim.sigma2:.6g})")
+    rep = validation.compare(curve, sim, cap=cap)
     print(f"agreement: {rep.summary()}")
-    if args.out:
-        _save_plot(hd.plot(curve, sim), args.out, _title(prob, opt))
-    if args.save:
-        print(f"curve saved to {curve.save(args.save)}")
-    return EXIT_OK if rep.ok else EXIT_DISAGREE
+    if out:
+        _save_plot(hd.plot(curve, sim), out, f"{_title(prob, opt)}: {rep.summary().split(':')[0]}")
+    if save:
+        print(f"curve saved to {curve.save(save)}")
+    return VERDICT_EXIT[rep.verdict]
 
 
 def cmd_threshold(args) -> int:
@@ -268,35 +395,55 @@ def cmd_threshold(args) -> int:
     return EXIT_OK
 
 
+PROBLEM_HELP = {
+    "powerlaw": "eigenvalues j^(-2 alpha), target j^(-beta), j = 1..d (--d --alpha --beta; 2 alpha + 2 beta > 1)",
+    "isotropic": "K = I_d, target (1, ..., 1)/sqrt(d) (--d)",
+}
+
+
+EXIT_HELP = """exit codes:
+  0  done; compare: OK (the theory is within tolerance of the simulation given the Monte-Carlo error);
+     solve: the curve was computed (a diverged curve included: the output and the plot say so)
+  1  compare: NOT OK (off by more than the tolerance, beyond the Monte-Carlo error)
+  2  usage, input or output-path error (the message names the flag)
+  3  compare: INCONCLUSIVE (too few seeds to tell; the output says about how many would decide)"""
+
+
 def _parser():
     from . import __version__
+    from .noise import noise_spec_help
     from .theory import entries, optimizer_class
 
-    p = argparse.ArgumentParser(prog="hdtheory", description="High-dimensional theory of optimizers vs simulation")
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="hdtheory", description="High-dimensional theory of optimizers vs simulation",
+                                epilog=EXIT_HELP, formatter_class=fmt)
     p.add_argument("--version", action="version", version=f"hdtheory {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="the optimizers, problems and noise laws that exist").set_defaults(run=cmd_list)
+    sub.add_parser("list", help="the optimizers, problems and noise laws that exist", epilog=EXIT_HELP,
+                   formatter_class=fmt).set_defaults(run=cmd_list)
     for name, run, text in [("solve", cmd_solve, "the theory's risk curve (plot and .npz)"),
-                            ("compare", cmd_compare, "theory vs JAX simulation: agreement and a plot"),
+                            ("compare", cmd_compare, "theory vs JAX simulation: verdict and a plot"),
                             ("threshold", cmd_threshold, "the largest stable lr")]:
-        cmd = sub.add_parser(name, help=text)
+        cmd = sub.add_parser(name, help=text, epilog=EXIT_HELP, formatter_class=fmt)
         osub = cmd.add_subparsers(dest="optimizer", required=True, metavar="OPTIMIZER")
         for e in entries():
             cls = optimizer_class(e.name)
-            o = osub.add_parser(e.name, help=(cls.__doc__ or "").strip().splitlines()[0])
+            o = osub.add_parser(e.name, help=(cls.__doc__ or "").strip().splitlines()[0], epilog=EXIT_HELP,
+                                formatter_class=fmt)
             o.set_defaults(run=run)
-            o.add_argument("--problem", choices=PROBLEMS, default="powerlaw")
+            o.add_argument("--problem", choices=PROBLEMS, default="powerlaw",
+                           help="; ".join(f"{k}: {v}" for k, v in PROBLEM_HELP.items()))
             o.add_argument("--d", type=int, default=1000, help="dimension")
             o.add_argument("--alpha", type=float, default=0.75, help="power law: eigenvalues j^(-2 alpha)")
             o.add_argument("--beta", type=float, default=0.5, help="power law: target coefficients j^(-beta)")
-            o.add_argument("--noise", default="gaussian:0.1",
-                           help="gaussian:SIGMA | rademacher:SIGMA | student_t:SIGMA:DF")
+            o.add_argument("--noise", default="gaussian:0.1", help=f"label noise: {noise_spec_help()}")
             if name != "threshold":
                 o.add_argument("--lr", type=float, default=None, help="step size (per step, applied to the weights)")
                 o.add_argument("--lr-frac", type=float, default=None, help="step size as a fraction of the threshold")
                 o.add_argument("--steps", type=int, default=10000)
-                o.add_argument("--out", default=None if name == "solve" else "risk.png", help="plot (.png)")
-                o.add_argument("--save", default=None, help="also save the theory curve (.npz)")
+                o.add_argument("--out", default=None if name == "solve" else "risk.png",
+                               help="plot: .png, .pdf or .svg (no suffix: .png)")
+                o.add_argument("--save", default=None, help="also save the theory curve (.npz; no suffix: .npz)")
             if name == "compare":
                 o.add_argument("--per-decade", type=int, default=20, help="record points per decade of steps")
                 o.add_argument("--seeds", type=int, default=16)
@@ -307,12 +454,20 @@ def _parser():
     return p
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"hdtheory: warning: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return args.run(args)
     except ValueError as e:  # InputError and the library's own named argument errors
         print(f"hdtheory: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as e:  # an output that could not be written after all (disk full, removed folder, ...)
+        print(f"hdtheory: error: {e.strerror or e}" + (f": {e.filename!r}" if e.filename else ""), file=sys.stderr)
         return EXIT_INPUT
 
 

@@ -128,15 +128,41 @@ def noise_from_dict(d: dict) -> NoiseLaw:
     return _KINDS[kind](**d)
 
 
+#: the command-line form of each law: its fields after the kind, in order
+SPEC_FIELDS = {"gaussian": ("sigma",), "rademacher": ("sigma",), "student_t": ("sigma", "df")}
+_ALIASES = {"student": "student_t", "t": "student_t", "studentt": "student_t", "normal": "gaussian"}
+
+
+def noise_spec_help() -> str:
+    """The accepted forms, for messages and ``--help``."""
+    return ", ".join(f"{k}:{':'.join(f.upper() for f in v)}" for k, v in SPEC_FIELDS.items())
+
+
 def parse_noise(spec: str) -> NoiseLaw:
-    """Parse a command-line noise spec: ``gaussian:0.1``, ``rademacher:0.1``, ``student_t:0.1:3``."""
-    parts = spec.split(":")
-    kind = parts[0].lower().replace("-", "_")
-    if kind in ("student", "t", "studentt"):
-        kind = "student_t"
-    if kind not in _KINDS:
-        raise ValueError(f"unknown noise law {parts[0]!r}; expected gaussian, rademacher or student_t")
-    sigma = float(parts[1]) if len(parts) > 1 else 0.0
-    if kind == "student_t":
-        return StudentT(sigma, float(parts[2]) if len(parts) > 2 else 3.0)
-    return _KINDS[kind](sigma)
+    """Parse a command-line noise spec: ``gaussian:SIGMA``, ``rademacher:SIGMA``, ``student_t:SIGMA:DF``
+    (e.g. ``gaussian:0.1``, ``student_t:0.1:3``). Every field is required and nothing else is accepted: a
+    missing sigma or df, an extra field or a field that is not a number is a ValueError naming it."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"empty noise spec; expected one of {noise_spec_help()}")
+    parts = [p.strip() for p in spec.strip().split(":")]
+    name = parts[0].lower().replace("-", "_")
+    kind = _ALIASES.get(name, name)
+    if kind not in SPEC_FIELDS:
+        raise ValueError(f"unknown noise law {parts[0]!r}; expected one of {noise_spec_help()}")
+    fields = SPEC_FIELDS[kind]
+    form = f"{kind}:{':'.join(f.upper() for f in fields)}"
+    values = parts[1:]
+    if len(values) < len(fields):
+        missing = ", ".join(fields[len(values):])
+        raise ValueError(f"{kind} needs {missing}: write {form} (e.g. "
+                         f"{kind}:{':'.join(('0.1', '3')[:len(fields)])})")
+    if len(values) > len(fields):
+        raise ValueError(f"{kind} takes {len(fields)} field{'s' if len(fields) > 1 else ''} ({form}); "
+                         f"got {len(values)}: {':'.join(values)!r}")
+    numbers = {}
+    for field_name, text in zip(fields, values):
+        try:
+            numbers[field_name] = float(text)
+        except ValueError:
+            raise ValueError(f"{kind} {field_name} must be a number, got {text!r} (write {form})") from None
+    return _KINDS[kind](**numbers)

@@ -14,11 +14,16 @@ JAX; ``jax_arrays``: the arrays it reads).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .noise import Gaussian, NoiseLaw, noise_from_dict
+
+
+class InadmissibleWarning(UserWarning):
+    """A problem with no large-d limit (``powerlaw`` with 2 alpha + 2 beta <= 1): its curves depend on d."""
 
 
 def _vector(name: str, value, d: int | None = None) -> np.ndarray:
@@ -266,7 +271,8 @@ def from_covariance(K, target, init=None, noise: NoiseLaw | None = None, info: d
 def isotropic(d: int, noise: NoiseLaw | None = None, target_norm: float = 1.0, scale: float = 1.0) -> Problem:
     """K = scale * I_d, theta* = target_norm * (1, ..., 1)/sqrt(d), theta_0 = 0."""
     d = _check_d(d)
-    if not (math.isfinite(scale) and scale > 0):
+    scale, target_norm = _finite("scale", scale), _finite("target_norm", target_norm)
+    if not scale > 0:
         raise ValueError(f"scale must be finite and > 0, got {scale!r}")
     return Problem(
         eigenvalues=np.full(d, float(scale)),
@@ -285,11 +291,15 @@ def powerlaw(d: int, alpha: float, beta: float, noise: NoiseLaw | None = None) -
     2 R(0) - sigma^2 = sum_j j^(-2 alpha - 2 beta). (Admissible as d -> infinity iff 2 alpha + 2 beta > 1.)
     """
     d = _check_d(d)
-    for name, v in (("alpha", alpha), ("beta", beta)):
-        if not math.isfinite(v):
-            raise ValueError(f"{name} must be finite, got {v!r}")
+    alpha, beta = _finite("alpha", alpha), _finite("beta", beta)
     if alpha <= 0:
         raise ValueError(f"alpha must be > 0 (decaying spectrum), got {alpha!r}")
+    if 2 * alpha + 2 * beta <= 1:
+        warnings.warn(f"powerlaw(alpha={alpha:g}, beta={beta:g}): 2 alpha + 2 beta = {2 * alpha + 2 * beta:g} <= 1, so "
+                      "the initial excess risk 1/2 sum_j j^-(2 alpha + 2 beta) grows without bound as d grows (it is "
+                      f"{0.5 * float(np.sum(np.arange(1, d + 1, dtype=np.float64) ** -(2 * alpha + 2 * beta))):.4g} "
+                      f"at d = {d}): the problem has no d -> infinity limit and its curves depend on d; "
+                      "take 2 alpha + 2 beta > 1", InadmissibleWarning, stacklevel=2)
     j = np.arange(1, d + 1, dtype=np.float64)
     return Problem(
         eigenvalues=j ** (-2.0 * alpha),
@@ -300,6 +310,22 @@ def powerlaw(d: int, alpha: float, beta: float, noise: NoiseLaw | None = None) -
 
 
 def _check_d(d) -> int:
-    if isinstance(d, bool) or int(d) != d or int(d) < 1:
+    try:
+        ok = not isinstance(d, (bool, str, bytes)) and int(d) == d and int(d) >= 1
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
         raise ValueError(f"d must be an integer >= 1, got {d!r}")
     return int(d)
+
+
+def _finite(name: str, value) -> float:
+    try:
+        if isinstance(value, (bool, str, bytes)):
+            raise TypeError
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return out

@@ -89,3 +89,35 @@ def test_more_bad_input_is_named():
     with pytest.raises(ValueError, match="all zero"):
         hd.edge_of_stability(hd.Problem([0.0, 0.0], [1.0, 1.0]))
     assert hd.stability_threshold(p, hd.SGD(1.0, schedule=hd.Piecewise((5,), (0.0, 0.0)))) == float("inf")
+
+
+def test_inadmissible_power_law_warns():
+    """2 alpha + 2 beta <= 1: the initial excess 1/2 sum_j j^-(2 alpha + 2 beta) diverges as d grows."""
+    import warnings
+
+    from hdtheory.problems import InadmissibleWarning
+
+    with pytest.warns(InadmissibleWarning, match=r"2 alpha \+ 2 beta = 1 <= 1.*at d = 100"):
+        hd.powerlaw(100, 0.25, 0.25)
+    with pytest.warns(InadmissibleWarning, match="2 alpha \\+ 2 beta = 0.6"):
+        hd.powerlaw(100, 0.5, -0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hd.powerlaw(100, 0.5, 0.25)  # 1.5 > 1: admissible, silent
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: hd.powerlaw(0, 1.0, 0.5), "d must be an integer >= 1, got 0"),
+    (lambda: hd.powerlaw("10", 1.0, 0.5), "d must be an integer >= 1, got '10'"),
+    (lambda: hd.powerlaw(10.5, 1.0, 0.5), "d must be an integer"),
+    (lambda: hd.powerlaw(10, "1", 0.5), "alpha must be a number, got '1'"),
+    (lambda: hd.powerlaw(10, 1.0, None), "beta must be a number, got None"),
+    (lambda: hd.powerlaw(10, 1.0, float("nan")), "beta must be finite"),
+    (lambda: hd.powerlaw(10, -1.0, 0.5), "alpha must be > 0"),
+    (lambda: hd.isotropic(10, scale="x"), "scale must be a number"),
+    (lambda: hd.isotropic(10, scale=-1.0), "scale must be finite and > 0"),
+    (lambda: hd.isotropic(10, target_norm=float("inf")), "target_norm must be finite"),
+])
+def test_constructor_errors_name_the_argument(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
