@@ -38,8 +38,6 @@ EXIT_OK, EXIT_DISAGREE, EXIT_INPUT, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 VERDICT_EXIT = {"ok": EXIT_OK, "not_ok": EXIT_DISAGREE, "inconclusive": EXIT_INCONCLUSIVE}
 #: plot formats --out accepts; a name without a suffix gets the first
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
-#: the driver's default divergence cap on R / max(R(0), sigma^2/2)
-CAP = 1e8
 
 PROBLEMS = ("powerlaw", "isotropic")
 
@@ -257,32 +255,6 @@ def _resolve(args):
     return prob, _build_optimizer(cls, args, lr), f"theory-optimal constant lr for {steps} steps"
 
 
-def divergence_cap(prob, opt) -> float:
-    """The cap passed to ``hd.solve`` and ``validation.compare`` (on R / max(R(0), sigma^2/2)).
-
-    The driver's default, except for optimizers that never diverge (threshold inf: signSGD, clipped SGD at a
-    fixed clip level), whose risk settles at a stationary value that can be far above R(0) at a large lr: there
-    the cap is raised so that it sits ``CAP`` times above that stationary risk too (otherwise a large but finite
-    floor would be reported as a divergence)."""
-    import hdtheory as hd
-
-    if math.isfinite(hd.stability_threshold(prob, opt.with_lr(1.0))):
-        return CAP
-    ref = max(prob.initial_risk, 0.5 * prob.sigma2)
-    try:
-        plain = dataclasses.replace(opt, lr=opt.lr * opt.sched.peak(), schedule=None)
-        if getattr(plain, "clip_schedule", None) is not None and not getattr(plain, "relative", False):
-            plain = dataclasses.replace(plain, clip=plain.clip * plain.clip_schedule.peak(), clip_schedule=None)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            stat = hd.stationary_risk(prob, plain)
-    except (ValueError, TypeError, ArithmeticError):
-        return CAP
-    if not (math.isfinite(stat) and ref > 0):
-        return CAP
-    return CAP * max(1.0, stat / ref)
-
-
 def _describe(prob, opt, how: str):
     import hdtheory as hd
 
@@ -340,7 +312,7 @@ def cmd_solve(args) -> int:
     prob, opt, how = _resolve(args)
     _describe(prob, opt, how)
     t0 = time.perf_counter()
-    curve = hd.solve(prob, opt, steps=args.steps, cap=divergence_cap(prob, opt))
+    curve = hd.solve(prob, opt, steps=args.steps)
     print(f"theory ({time.perf_counter() - t0:.3f} s): {curve.describe()}")
     if curve.status == "diverged":
         print(f"theory: the curve stops before the horizon {args.steps}: {curve.message}")
@@ -360,9 +332,8 @@ def cmd_compare(args) -> int:
     prob, opt, how = _resolve(args)
     _describe(prob, opt, how)
     grid = hd.step_grid(args.steps, per_decade=args.per_decade, multiple_of=opt.steps_per_update)
-    cap = divergence_cap(prob, opt)
     t0 = time.perf_counter()
-    curve = hd.solve(prob, opt, grid=grid, cap=cap)
+    curve = hd.solve(prob, opt, grid=grid)
     t1 = time.perf_counter()
     print(f"theory ({t1 - t0:.3f} s): {curve.describe()}")
     sim = validation.simulate(prob, opt, grid=grid, seeds=args.seeds, key=args.seed, progress=not args.quiet)
@@ -374,7 +345,7 @@ def cmd_compare(args) -> int:
     print(f"simulation ({args.seeds} seeds x {args.steps} steps on {sim.meta['device']}, {t2 - t1:.2f} s): "
           f"seed mean risk R = {last:.6g} at step {int(sim.steps[-1])} (excess risk R - sigma^2/2 = "
           f"{last - 0.5 * sim.sigma2:.6g})")
-    rep = validation.compare(curve, sim, cap=cap)
+    rep = validation.compare(curve, sim)
     print(f"agreement: {rep.summary()}")
     if out:
         _save_plot(hd.plot(curve, sim), out, f"{_title(prob, opt)}: {rep.summary().split(':')[0]}")

@@ -11,8 +11,10 @@ theory (``hdtheory.theory``) owns the equations and its state. Stepping:
   whole segment; under smooth schedules the driver cuts one block at a time, short enough that every schedule
   moves by at most a fraction delta inside it.
 
-Divergence: the run stops once the risk exceeds ``cap * max(R(0), sigma^2/2)`` or stops being finite; the
-curve then ends at the last recorded point with status ``diverged``. A run that ends at or above the
+Divergence: the run stops once the risk exceeds ``cap * max(R(0), sigma^2/2)`` or stops being finite (for an
+optimizer that never diverges, the reference also holds its stationary risk at the schedule's peak lr, so that a
+large but finite floor is not called a divergence); the curve then ends at the last recorded point with status
+``diverged``. A run that ends at or above the
 stability threshold has status ``unstable``.
 """
 from __future__ import annotations
@@ -89,7 +91,7 @@ def solve(problem, opt, steps: int | None = None, *, grid=None, method: str = "a
     g = as_grid(steps, grid, multiple_of=span)
     st = theory.init(problem, opt)
     R0 = float(theory.risk(st))
-    ref = max(R0, 0.5 * problem.sigma2)
+    ref = max(R0, 0.5 * problem.sigma2, _settled_risk(problem, opt))
     cap_R = cap * ref if ref > 0 else math.inf
 
     risk = np.full(g.shape, np.nan)
@@ -141,9 +143,28 @@ def solve(problem, opt, steps: int | None = None, *, grid=None, method: str = "a
             message = (f"lr = {lr_end:g} at the last step is at or above the stability threshold {lr_star:g}"
                        f"{' (' + reason + ')' if reason else ''}: the expected risk grows geometrically from here on")
     meta = {"problem": problem.to_dict(), "optimizer": opt.to_dict(), "method": method, "delta": delta,
-            "hdtheory_version": __version__}
+            "divergence_cap": cap_R, "hdtheory_version": __version__}
     return RiskCurve(steps=steps_out, risk=risk_out, sigma2=problem.sigma2, status=status, diverged_step=dstep,
                      message=message, meta=meta)
+
+
+def _settled_risk(problem, opt) -> float:
+    """For an optimizer whose threshold is inf (it never diverges): its stationary risk at the schedule's peak
+    lr, where its theory knows it; else 0."""
+    import warnings
+
+    theory = theory_for(opt)
+    lr_star, _ = _threshold(problem, dataclasses.replace(opt, schedule=None).with_lr(1.0))
+    if math.isfinite(lr_star) or theory.stationary_risk is None:
+        return 0.0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = float(theory.stationary_risk(problem, dataclasses.replace(opt, schedule=None).with_lr(
+                opt.lr * opt.sched.peak())))
+    except (ValueError, ArithmeticError):
+        return 0.0
+    return value if math.isfinite(value) else 0.0
 
 
 @functools.lru_cache(maxsize=64)

@@ -85,8 +85,8 @@ def test_solve_diverged_curve_exits_0_and_says_diverged(tmp_path):
 @pytest.mark.parametrize("name,flags", [("signsgd", ["--lr", "1e4"]), ("clipped_sgd", ["--clip", "1", "--lr", "1e5"])])
 def test_a_large_stationary_risk_is_not_a_divergence(name, flags):
     """Optimizers whose threshold is inf settle at a floor for every lr; at a huge lr that floor is ~1e9 x R(0),
-    above the driver's default cap (1e8 x R(0)), so the command line raises the cap to sit above the theory's
-    stationary risk (hdtheory.cli.divergence_cap): the curve reaches the horizon."""
+    above a cap of 1e8 x R(0), so the driver's cap also holds the theory's stationary risk: the curve reaches
+    the horizon."""
     r = run("solve", name, "--d", "100", "--steps", "2000", *flags)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "diverged" not in r.stdout and "at step 2000" in r.stdout

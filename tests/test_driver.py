@@ -78,3 +78,23 @@ def test_bad_solve_input():
         hd.solve(prob, hd.SGD(0.1), grid=[0, 5, 3])
     with pytest.raises(ValueError, match="problem"):
         hd.solve("not a problem", hd.SGD(0.1), steps=10)
+
+
+def test_a_large_stationary_risk_is_not_a_divergence():
+    """signSGD never diverges: at a huge lr its floor is far above R(0), and the driver's cap holds it."""
+    prob = hd.powerlaw(100, 1.0, 0.5, noise=hd.Gaussian(0.1))
+    curve = hd.solve(prob, hd.SignSGD(1e4), steps=2000)
+    assert curve.status == "ok" and curve.steps[-1] == 2000
+    assert curve.risk[-1] > 1e8 * prob.initial_risk
+    assert curve.meta["divergence_cap"] > curve.risk[-1]
+
+
+def test_a_breakpoint_inside_a_round_is_not_a_divergence():
+    """A schedule breakpoint that is not a multiple of the round length H: exact chunks stay whole rounds."""
+    prob = hd.powerlaw(100, 1.0, 0.5, noise=hd.Gaussian(0.1))
+    opt = hd.LA(0.3, batch=1, inner_steps=8, outer_lr=0.5, schedule=hd.Piecewise((1001,), (1.0, 0.5)))
+    grid = hd.step_grid(2 * 10**5, multiple_of=8)
+    auto = hd.solve(prob, opt, grid=grid)
+    exact = hd.solve(prob, opt, grid=grid, method="exact")
+    assert auto.status == exact.status == "ok"
+    assert np.max(np.abs(auto.excess_risk / exact.excess_risk - 1)) < 2e-3

@@ -65,11 +65,12 @@ class SimulatedRisk:
 
     def save(self, path) -> str:
         """One .npz (no pickle), written atomically."""
-        return atomic_savez(path, {**self.meta, "sigma2": self.sigma2}, steps=self.steps, risk=self.risk)
+        return atomic_savez(path, {**self.meta, "kind": "SimulatedRisk", "sigma2": self.sigma2}, steps=self.steps,
+                            risk=self.risk)
 
     @classmethod
     def load(cls, path) -> "SimulatedRisk":
-        arrays, meta = read_npz(path)
+        arrays, meta = read_npz(path, expect="SimulatedRisk")
         sigma2 = meta.pop("sigma2")
         return cls(steps=arrays["steps"], risk=arrays["risk"], sigma2=sigma2, meta=meta)
 
