@@ -1,26 +1,15 @@
-"""Clipped-SGD benchmarks (issue 4). Prints ratios against baselines run in the same process:
+"""Clipped-SGD benchmarks. Prints ratios against baselines run in the same process and writes them to
+benchmarks/results/bench_clipped_sgd.txt:
 
-(i)   a clipped-SGD theory curve vs an SGD theory curve of the same size (target <= 2x), per noise law and
-      B in {1, 8}, for fixed and relative clip levels, at 1e4 and 1e6 steps (d = 1000, default grid: 101 and
-      141 points); and the largest relative deviation of the curve from ``method="exact"`` at 1e4 steps;
+(i)   a clipped-SGD theory curve vs an SGD theory curve of the same problem, lr and horizon (CPU time, best of 3;
+      target <= 2x) per noise law and B in {1, 8}, for fixed and relative clip levels, at 1e4 and 1e6 steps (d =
+      1000, default grid), for the default solve options and two others; with the curve's largest deviation from
+      ``method="exact"`` at 1e4 steps;
 (ii)  the theory vs a 16-seed simulation of the same run (d = 1000, 1e4 steps; skipped with --cost-only);
-(iii) with --edges: empirical relative-clip thresholds vs the theory's edge (research/clipped_sgd.md §3.3);
+(iii) with --edges: empirical relative-clip thresholds vs the theory's edge (docs/derivations/clipped_sgd.md);
 (iv)  with --compile: the first solve in a fresh process with an empty Numba cache (compile time).
 
 Run: python benchmarks/bench_clipped_sgd.py [--quick] [--cost-only] [--edges] [--compile] [--default-only]
-(--default-only runs (i) without the predictor= option, e.g. against an older checkout on PYTHONPATH).
-
-Measured (2-core shared CPU, CPU time, best of 3; ratios to the SGD curve of the same problem):
-
-  (i)  clipped / SGD             1e4 steps      1e6 steps
-       before (Python blocks)    2.6-8.2x       11.3-21.2x   (every block: Python calls; at 1e4 all exact)
-       fused, default            2.4-4.4x        4.5-6.0x    (3 passes per block)
-       fused, extrapolate + 0    1.4-2.7x        1.9-2.8x    (1 pass per block)
-       worst cases: Student-t_3 B = 1 (its 96-node mixture factors cost ~2.5 us per evaluation, ~2 exact
-       steps' worth at d = 1000: 3.9-4.4x and 5.9-6.0x, extrapolated 2.4-2.7x and 2.6-2.7x) and B = 8 at 1e6.
-       Deviation from method="exact" at 1e4: <= 5e-6 (default), <= 7e-6 (extrapolate + 0).
-  (iv) first clipped solve with a cold cache: 2.3 s before, 3.7 s after (+1.4 s: the bound block loop and
-       the coefficient kernel); warm cache 0.5 s.
 """
 from __future__ import annotations
 
@@ -35,6 +24,9 @@ import time
 import numpy as np
 
 import hdtheory as hd
+from _report import Report
+
+report = Report("bench_clipped_sgd")
 
 
 def best_of(f, n=3, clock=time.process_time):
@@ -61,7 +53,7 @@ OPTIONS = {"default": {}, "pass2": dict(predictor="pass", correctors=2),
 
 
 def curve_costs(horizons, d=1000, options=OPTIONS):
-    print("(i) theory curve cost, clipped / SGD (same problem, lr, steps; CPU time, best of 3); "
+    report("(i) theory curve cost, clipped / SGD (same problem, lr, steps; CPU time, best of 3); "
           "dev = max |rel| vs method='exact'")
     for steps in horizons:
         for name, noise in LAWS.items():
@@ -82,8 +74,8 @@ def curve_costs(horizons, d=1000, options=OPTIONS):
                         if ref is not None:
                             dev = f" (dev {np.max(np.abs(hd.solve(p, opt, steps, **kw).risk / ref.risk - 1)):.0e})"
                         line.append(f"{oname} {t * 1e3:7.2f} ms {t / t_sgd:5.2f}x{dev}")
-                    print(f"  steps={steps:>8d} {name:10s} B={B} {label:8s}: SGD {t_sgd * 1e3:6.2f} ms | "
-                          + " | ".join(line), flush=True)
+                    report(f"  steps={steps:>8d} {name:10s} B={B} {label:8s}: SGD {t_sgd * 1e3:6.2f} ms | "
+                          + " | ".join(line))
 
 
 def compile_time():
@@ -94,13 +86,13 @@ def compile_time():
             "hd.solve(p, hd.ClippedSGD(0.001, clip=3.0), 10**4); t3 = time.perf_counter();"
             "hd.solve(p, hd.ClippedSGD(0.001, clip=hd.RelativeClip(1.0)), 10**4); t4 = time.perf_counter();"
             "hd.solve(p, hd.SignSGD(0.001), 10**4); t5 = time.perf_counter();"
-            "print(f'import {t1 - t:.2f} s, first SGD solve {t2 - t1:.2f} s, first clipped (fixed) {t3 - t2:.2f} s, '"
+            "report(f'import {t1 - t:.2f} s, first SGD solve {t2 - t1:.2f} s, first clipped (fixed) {t3 - t2:.2f} s, '"
             "      f'then relative {t4 - t3:.2f} s, first signSGD {t5 - t4:.2f} s')")
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, NUMBA_CACHE_DIR=tmp, HDTHEORY_CACHE=tmp)
         for label in ("cold Numba cache", "warm Numba cache"):
             out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-            print(f"(iv) {label}: {out.stdout.strip()}", flush=True)
+            report(f"(iv) {label}: {out.stdout.strip()}")
 
 
 def main():
@@ -119,7 +111,7 @@ def main():
         compile_time()
     if args.cost_only:
         return
-    print("(ii) theory vs 16-seed simulation (d = 1000, 1e4 steps)")
+    report("(ii) theory vs 16-seed simulation (d = 1000, 1e4 steps)")
     import validation
 
     for name in (["gauss"] if args.quick else list(LAWS)):
@@ -128,16 +120,16 @@ def main():
         validation.simulate(p, opt, 10**4, seeds=16)
         t_sim = best_of(lambda: validation.simulate(p, opt, 10**4, seeds=16), n=2, clock=time.perf_counter)
         t_th = best_of(lambda: hd.solve(p, opt, 10**4), clock=time.perf_counter)
-        print(f"  {name:10s}: theory {t_th * 1e3:.2f} ms, simulation {t_sim:.2f} s, ratio {t_sim / t_th:.0f}x")
+        report(f"  {name:10s}: theory {t_th * 1e3:.2f} ms, simulation {t_sim:.2f} s, ratio {t_sim / t_th:.0f}x")
     if args.edges:
-        print("(iii) relative-clip edge: empirical (20000 steps, 64 seeds) / theory, d = 500")
+        report("(iii) relative-clip edge: empirical (20000 steps, 64 seeds) / theory, d = 500")
         for name in ["gauss", "student_t3"]:
             for B, kappa in [(1, 1.0), (8, 0.5)]:
                 p = linspace_problem(500, LAWS[name])
                 opt = hd.ClippedSGD(1.0, clip=hd.RelativeClip(kappa), batch=B)
                 lt = hd.stability_threshold(p, opt)
                 res = validation.empirical_threshold(p, opt, steps=20000, seeds=64, key=0, lr0=lt, full=True)
-                print(f"  {name:10s} B={B} kappa={kappa}: theory {lt:.5f}, empirical {res.lr:.5f}"
+                report(f"  {name:10s} B={B} kappa={kappa}: theory {lt:.5f}, empirical {res.lr:.5f}"
                       f" [{res.lo:.5f}, {res.hi:.5f}], ratio {res.lr / lt:.3f}")
 
 

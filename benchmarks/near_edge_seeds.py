@@ -1,6 +1,6 @@
 """Near the stability edge the expected risk is carried by rare runs: theory / seed mean and theory / seed
 median at 0.9 and 0.97 of the threshold, for 16, 256 and 4096 seeds (d = 500 power law, B = 4).
-Recipe for the numbers in validation/compare.py and the notebook (run on a GPU: 4096 seeds).
+Recipe for the numbers in docs/derivations/validation.md and the SGD notebook (a GPU helps: 4096 seeds).
 Usage: python benchmarks/near_edge_seeds.py
 """
 import hdtheory as hd, validation, numpy as np, time

@@ -1,6 +1,6 @@
-"""validation.empirical_threshold vs the exact threshold on sgd.md V2 (d = 100, lambda_j = 1/j) for
+"""validation.empirical_threshold vs the exact threshold on lambda_j = 1/j, d = 100, for
 B in {1, 4, 32, 256}, mean and median criteria, 256 seeds, 20000 steps. Recipe for the table in
-validation/thresholds.py (run on a GPU; minutes on a CPU).
+docs/derivations/validation.md (a GPU helps; minutes on a CPU).
 Usage: python benchmarks/v2_empirical_thresholds.py
 """
 import hdtheory as hd, validation, numpy as np, time
