@@ -43,7 +43,7 @@ from matplotlib.patches import Patch
 
 import hdtheory as hd
 import validation
-from validation.thresholds import horizon_threshold  # tuning
+horizon_threshold = hd.tuning.horizon_threshold
 
 FAST = os.environ.get("HDTHEORY_FAST") == "1"
 t_start = time.perf_counter()
@@ -53,6 +53,7 @@ SEEDS = 8 if FAST else 128                # seeds per simulated curve
 N_FRACS = 8 if FAST else 16               # lr grid of the tuning scan
 N_ETAS = 200 if FAST else 900             # lr grid of the stable-set scan
 ROUNDS = 50 if FAST else 200              # horizon of the threshold comparison
+THRESHOLD_RTOL = 0.05 if FAST else 0.01   # bisection tolerance of the empirical thresholds
 HORIZONS = (250,) if FAST else (250, 1000, 4000)
 
 
@@ -107,7 +108,7 @@ for (name, opt), color in zip(tuned.items(), ["C0", "C1", "C2", "C3"]):
     axes[1].plot(grid[m], sim.mean[m] / curve.risk[m], "o-", ms=3, color=color, label=name)
     axes[1].fill_between(grid[m], (sim.mean - 2 * sim.sem)[m] / curve.risk[m], (sim.mean + 2 * sim.sem)[m] / curve.risk[m],
                          color=color, alpha=0.15, lw=0)
-tidy_legend(axes[0])
+tidy_legend(axes[0], loc="lower left")
 axes[0].set_title(f"power law, d = {d}: theory (lines) vs mean of {SEEDS} seeds")
 axes[1].axhline(1, color="k", lw=0.8)
 axes[1].set(xscale="log", xlabel="inner step k", ylabel="simulated mean risk / theory", ylim=(0.7, 1.3),
@@ -199,13 +200,13 @@ for ax in axes:
 # $\eta$) or shortening H removes most of it.
 
 # %%
-v2 = hd.Problem(1.0 / np.arange(1, 101), np.zeros(100), noise=hd.Gaussian(math.sqrt(0.1)))
+harmonic = hd.Problem(1.0 / np.arange(1, 101), np.zeros(100), noise=hd.Gaussian(math.sqrt(0.1)))
 alphas = np.geomspace(0.4, 2.0, 13)
 fig, ax = plt.subplots(figsize=(7.5, 4.8))
 for H_ in (2, 8, 32):
     ratio = []
     for a in alphas:
-        w = hd.la_diloco.worker_noise(v2, hd.LADiLoCo(0.25 / a, batch=1, workers=4, inner_steps=H_, outer_lr=a))
+        w = hd.la_diloco.worker_noise(harmonic, hd.LADiLoCo(0.25 / a, batch=1, workers=4, inner_steps=H_, outer_lr=a))
         ratio.append(w.ratio if np.isfinite(w.excess_workers) else np.nan)
     ax.plot(alphas, ratio, "o-", ms=3, label=f"H = {H_}")
 ax.axhline(1, color="k", ls=":", label="H = 1 (no extra noise)")
@@ -215,7 +216,7 @@ ax.set(xscale="log", yscale="log", xlabel=r"outer lr $\alpha$ ($\eta = 0.25/\alp
 ax.grid(True, which="major", alpha=0.3)
 ax.legend(fontsize=8)
 for a in (0.5, 1.0, 1.5, 2.0):
-    w = hd.la_diloco.worker_noise(v2, hd.LADiLoCo(0.25 / a, batch=1, workers=4, inner_steps=8, outer_lr=a))
+    w = hd.la_diloco.worker_noise(harmonic, hd.LADiLoCo(0.25 / a, batch=1, workers=4, inner_steps=8, outer_lr=a))
     print(f"H = 8, alpha = {a}: excess {w.excess_workers:.6f} (M 4, B 1) vs {w.excess_pooled:.6f} (M 1, B 4), ratio {w.ratio:.2f}")
 
 # %% [markdown]
@@ -265,7 +266,7 @@ for (name, opt), color in zip({"M 4, H 8, alpha 1, B 1": hd.LADiLoCo(1.0, worker
                                "LA: M 1, H 8, alpha 0.5, B 1": hd.LA(1.0, inner_steps=8, outer_lr=0.5)}.items(), ["C0", "C1"]):
     lt = hd.stability_threshold(uni, opt)
     lh = horizon_threshold(uni, opt, ROUNDS * 8)
-    le = validation.empirical_threshold(uni, opt, steps=ROUNDS * 8, seeds=8, key=0, rtol=0.01, lr0=lh)
+    le = validation.empirical_threshold(uni, opt, steps=ROUNDS * 8, seeds=8, key=0, rtol=THRESHOLD_RTOL, lr0=lh)
     print(f"{name:30s} asymptotic {lt:.5f}   horizon {lh:.5f} ({lh / lt:.4f} x)   empirical {le:.5f} "
           f"({le / lt:.4f} x asymptotic, {le / lh:.4f} x horizon)")
     f = np.linspace(0.97, 1.1, 27)
@@ -297,9 +298,9 @@ ax.legend(fontsize=8);
 # it there.
 
 # %%
-v2t = hd.Problem(1.0 / np.arange(1, 101), np.full(100, 0.03), noise=hd.Gaussian(0.1))
+harmonic_t = hd.Problem(1.0 / np.arange(1, 101), np.full(100, 0.03), noise=hd.Gaussian(0.1))
 opt = hd.LADiLoCo(1.0, workers=4, inner_steps=8)
-lt = hd.stability_threshold(v2t, opt)
+lt = hd.stability_threshold(harmonic_t, opt)
 for r in HORIZONS:
-    print(f"lambda_j = 1/j, {r:4d} rounds: horizon threshold / asymptotic = {horizon_threshold(v2t, opt, 8 * r) / lt:.4f}")
+    print(f"lambda_j = 1/j, {r:4d} rounds: horizon threshold / asymptotic = {horizon_threshold(harmonic_t, opt, 8 * r) / lt:.4f}")
 print(f"notebook ran in {time.perf_counter() - t_start:.0f} s")

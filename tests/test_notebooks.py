@@ -38,8 +38,9 @@ def test_ipynb_matches_source(path):
     assert "py:percent" in formats, f"{ipynb.name} is not paired with its .py source (jupytext formats {formats!r}): {REBUILD}"
     a, b = _cells(src), _cells(nb)
     assert len(a) == len(b), f"{path.name} has {len(a)} cells, {ipynb.name} {len(b)}: {REBUILD}"
-    for i, (x, y) in enumerate(zip(a, b)):
-        assert x == y, f"cell {i} of {ipynb.name} differs from {path.name}: {REBUILD}"
+    differ = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    if differ:
+        pytest.fail(f"cells {differ} of {ipynb.name} differ from {path.name}: {REBUILD}", pytrace=False)
 
 
 @pytest.mark.parametrize("path", IPYNBS, ids=lambda p: p.stem)
