@@ -212,6 +212,55 @@ def _interpolate_forcing(S0, S1, nu, am1b, fb, hb, am1c, fc, hc, am1, f, h):
         h[j] = hb[j] + (hc[j] - hb[j]) * x
 
 
+@nb.njit(cache=True)
+def _updates_in_block(k, k_stop, k_ref, delta, span, grid, i, single, pow2, nu_cap):
+    """Updates in the next block: the rest of a ``single`` block; else about delta (k - k_ref) steps, the largest
+    power of two (in updates, at most ``nu_cap``) below it where ``pow2`` (so that a^n, S0, S1 are reused);
+    never past the next record step or k_stop, at least one."""
+    lim = k_stop - k
+    if i < grid.shape[0] and grid[i] - k < lim:
+        lim = grid[i] - k
+    if single:
+        nu = lim // span
+    elif pow2:
+        target_n = delta * (k - k_ref) / span
+        nu = 1
+        while nu * 2 <= target_n and nu * 2 <= nu_cap:
+            nu *= 2
+        nu = min(nu, lim // span)
+    else:
+        nu = min(int(delta * (k - k_ref)) // span, lim // span)
+    return max(nu, 1)
+
+
+@nb.njit(cache=True)
+def _grown_cap(nu_cap, nu, change, allowed):
+    """The cap on power-of-two blocks doubles back once blocks change log E by a quarter of what is allowed."""
+    if change < allowed / 4.0 and nu >= nu_cap and nu_cap < (1 << 61):
+        return 2 * nu_cap
+    return nu_cap
+
+
+@nb.njit(cache=True)
+def _commit(s, s_new, z, z1, carry, k, n_block, cap, grid, rec, i):
+    """Accept a block that ends at step k: the state and scalars move on, ``carry`` keeps this block's start
+    scalars and length (n_block, 0 for a single update); rec[i] = E/2 where k is a record step.
+    Returns (i, diverged)."""
+    for j in range(s.shape[0]):
+        s[j] = s_new[j]
+    for r in range(z.shape[0]):
+        carry[2 + r] = z[r]
+        z[r] = z1[r]
+    carry[0] = k
+    carry[1] = n_block
+    if not (z[0] <= cap):
+        return i, True
+    if i < grid.shape[0] and k == grid[i]:
+        rec[i] = 0.5 * z[0]
+        i += 1
+    return i, False
+
+
 @nb.njit(inline="always")
 def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol, dmax,
               dependence, correctors, extrapolate, single, switching, carry):
@@ -252,10 +301,8 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
     z1 = np.empty(nz)
     zc = np.empty(nz)
     zg = np.empty(nz)
-    zp = np.empty(nz)
+    zp = carry[2:]  # the previous block's start scalars
     za = np.empty(nz)
-    for r in range(nz):
-        zp[r] = carry[2 + r]
     moving = False
     for r in range(hp.shape[1]):
         if hp[1, r] != hp[2, r]:
@@ -285,21 +332,7 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
     lazy = by_scalars and ZTOL > 0.0 and not single and not moving and not switching
     reused = False  # the last block reused the coefficients of the one before (a plateau: lengths as for fixed ones)
     while k < k_stop:
-        lim = k_stop - k
-        if i < grid.shape[0] and grid[i] - k < lim:
-            lim = grid[i] - k
-        if single:
-            nu = lim // span
-        elif fixed or reused:
-            target_n = delta * (k - k_ref) / span
-            nu = 1
-            while nu * 2 <= target_n and nu * 2 <= nu_cap:
-                nu *= 2
-            nu = min(nu, lim // span)
-        else:
-            nu = min(int(delta * (k - k_ref)) // span, lim // span)
-        if nu < 1:
-            nu = 1
+        nu = _updates_in_block(k, k_stop, k_ref, delta, span, grid, i, single, fixed or reused, nu_cap)
         block = nu >= 2
         passes = 1 + correctors if (by_scalars and block) else 1
         guess = by_scalars and block and extrapolate and n_prev > 0
@@ -378,27 +411,16 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
             block = nu >= 2
             passes = 1 + correctors if (by_scalars and block) else 1
             guess = guess and block
-        if (fixed or reused) and change < allowed / 4.0 and nu >= nu_cap:
-            nu_cap = 2 * nu_cap if nu_cap < (1 << 61) else nu_cap
+        if fixed or reused:
+            nu_cap = _grown_cap(nu_cap, nu, change, allowed)
         reused = lazy and not evaluated
-        for j in range(size):
-            s[j] = s_new[j]
-        for r in range(nz):
-            zp[r] = z[r]
-            z[r] = z1[r]
         n_prev = nu * span if block else 0.0
         k += nu * span
+        i, diverged = _commit(s, s_new, z, z1, carry, k, n_prev, cap, grid, rec, i)
         if switching and not block and coef(hp[0], z, s, consts, am1b, fb, hb) != reg0:
             k_ref = k
-        carry[0] = k
-        carry[1] = n_prev
-        for r in range(nz):
-            carry[2 + r] = zp[r]
-        if not (z[0] <= cap):
+        if diverged:
             return k, i, 1, k_ref
-        if i < grid.shape[0] and k == grid[i]:
-            rec[i] = 0.5 * z[0]
-            i += 1
         if single:
             break
     return k, i, 0, k_ref
@@ -686,20 +708,7 @@ def integrate_modes(coef, p, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, s
     nu_pow = 0
     nu_cap = 1 << 62
     while k < k_stop:
-        lim = k_stop - k
-        if i < grid.shape[0] and grid[i] - k < lim:
-            lim = grid[i] - k
-        if single:
-            nu = lim // span
-        elif fixed:
-            target_n = delta * (k - k_ref) / span
-            nu = 1
-            while nu * 2 <= target_n and nu * 2 <= nu_cap:
-                nu *= 2
-            nu = min(nu, lim // span)
-        else:
-            nu = min(int(delta * (k - k_ref)) // span, lim // span)
-        nu = max(nu, 1)
+        nu = _updates_in_block(k, k_stop, k_ref, delta, span, grid, i, single, fixed, nu_cap)
         block = nu >= 2
         reg0 = 0
         if switching:
@@ -737,23 +746,14 @@ def integrate_modes(coef, p, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, s
             if fixed and not single:
                 nu_cap = nu
             block = nu >= 2
-        if fixed and not single and change < allowed / 4.0 and nu >= nu_cap:
-            nu_cap = 2 * nu_cap if nu_cap < (1 << 61) else nu_cap
-        for j in range(size):
-            s[j] = s_new[j]
-        for r in range(nz):
-            carry[2 + r] = z[r]
-            z[r] = z1[r]
+        if fixed and not single:
+            nu_cap = _grown_cap(nu_cap, nu, change, allowed)
         k += nu * span
+        i, diverged = _commit(s, s_new, z, z1, carry, k, nu * span if block else 0.0, cap, grid, rec, i)
         if switching and not block and coef(hp[0], z, s, consts, am1w, fw, hw) != reg0:
             k_ref = k
-        carry[0] = k
-        carry[1] = nu * span if block else 0.0
-        if not (z[0] <= cap):
+        if diverged:
             return k, i, 1, k_ref
-        if i < grid.shape[0] and k == grid[i]:
-            rec[i] = 0.5 * z[0]
-            i += 1
         if single:
             break
     return k, i, 0, k_ref
