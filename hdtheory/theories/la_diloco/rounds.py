@@ -339,6 +339,17 @@ def la_coefficients(hp, z, s, consts, am1, f, h):
 
 
 @nb.njit(cache=True)
+def _outer_maps(u, v, inv_m, alpha, beta, nesterov, out):
+    """out[:, :, j] = the 3 x 3 round map minus the identity of mode j (``outer_step_minus_identity``)."""
+    m3 = np.empty((3, 3))
+    for j in range(u.shape[0]):
+        outer_step_minus_identity(u[j], inv_m * v[j], alpha, beta, nesterov, m3)
+        for a in range(3):
+            for c in range(3):
+                out[a, c, j] = m3[a, c]
+
+
+@nb.njit(cache=True)
 def la_momentum_coefficients(hp, z, s, consts, am1, f, h):
     """beta > 0: the round at inner step hp[0] as s_j <- (I + am1_j) s_j + f_j + h_j E per mode (s_j = (R, C, V)_j,
     am1 (3, 3, n), f and h (3, n)), with the worker-risk shape read ``ahead`` exact rounds from the block-start
@@ -352,12 +363,7 @@ def la_momentum_coefficients(hp, z, s, consts, am1, f, h):
     v = np.empty(n)
     d = np.empty(n)
     la_round_parts(lam, mult, eta, H, inv_b, inv_m, alpha, mu, inv_m, d, A, resp, u, v)
-    m3 = np.empty((3, 3))
-    for j in range(n):
-        outer_step_minus_identity(u[j], inv_m * v[j], alpha, beta, nesterov, m3)
-        for a in range(3):
-            for c in range(3):
-                am1[a, c, j] = m3[a, c]
+    _outer_maps(u, v, inv_m, alpha, beta, nesterov, am1)
     fs = np.empty(n)
     hs = np.empty(n)
     if H == 1:
@@ -392,10 +398,5 @@ def shape_ahead(lam, mult, eta, H, inv_b, inv_m, alpha, mu, beta, nesterov):
     if beta == 0.0:
         return _ahead_scalar(am1, A, lam, H)
     Am1 = np.empty((3, 3, n))
-    m3 = np.empty((3, 3))
-    for j in range(n):
-        outer_step_minus_identity(u[j], inv_m * v[j], alpha, beta, nesterov, m3)
-        for a in range(3):
-            for c in range(3):
-                Am1[a, c, j] = m3[a, c]
+    _outer_maps(u, v, inv_m, alpha, beta, nesterov, Am1)
     return _ahead_matrix(Am1, A, lam, H)
