@@ -14,7 +14,8 @@ import importlib
 from .driver import solve
 from .grid import step_grid
 from .noise import Gaussian, NoiseLaw, Rademacher, StudentT
-from .optimizers import LA, SGD, SLA, ClippedSGD, LADiLoCo, RelativeClip, SignSGD
+from .matrix_problem import MatrixProblem, matrix_powerlaw
+from .optimizers import LA, SGD, SLA, ClippedSGD, LADiLoCo, Muon, RelativeClip, SignSGD, SignSVD
 from .problems import Problem, from_covariance, isotropic, powerlaw
 from .results import RiskCurve
 from .schedules import Constant, Piecewise, PowerDecay, Sequence, WarmupCosine
@@ -22,7 +23,7 @@ from .thresholds import EdgeOfStability, edge_of_stability, stability_threshold,
 
 #: optimizer namespaces and layers above ``solve``, imported on first access (they load Numba theories)
 _LAZY = {"clipped_sgd": "hdtheory.theories.clipped_sgd", "signsgd": "hdtheory.theories.signsgd",
-         "la_diloco": "hdtheory.theories.la_diloco", "tuning": "hdtheory.tuning"}
+         "la_diloco": "hdtheory.theories.la_diloco", "signsvd": "hdtheory.theories.signsvd", "tuning": "hdtheory.tuning"}
 
 
 def __getattr__(name):
@@ -41,9 +42,9 @@ def plot(*args, **kwargs):
 
 
 __all__ = [
-    "ClippedSGD", "Constant", "EdgeOfStability", "Gaussian", "LA", "LADiLoCo", "NoiseLaw", "Piecewise", "PowerDecay",
-    "Problem", "Rademacher", "RelativeClip", "RiskCurve", "SGD", "SLA", "Sequence", "SignSGD", "StudentT",
+    "ClippedSGD", "Constant", "EdgeOfStability", "Gaussian", "LA", "LADiLoCo", "MatrixProblem", "Muon", "NoiseLaw", "Piecewise", "PowerDecay",
+    "Problem", "Rademacher", "RelativeClip", "RiskCurve", "SGD", "SLA", "Sequence", "SignSGD", "SignSVD", "StudentT",
     "WarmupCosine", "clipped_sgd", "edge_of_stability", "from_covariance", "isotropic", "la_diloco", "plot",
-    "powerlaw", "signsgd", "solve", "stability_threshold", "stationary_risk", "step_grid", "threshold_reason",
+    "matrix_powerlaw", "powerlaw", "signsgd", "signsvd", "solve", "stability_threshold", "stationary_risk", "step_grid", "threshold_reason",
     "tuning",
 ]

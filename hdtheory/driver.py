@@ -16,6 +16,10 @@ optimizer that never diverges, the reference also holds its stationary risk at t
 large but finite floor is not called a divergence); the curve then ends at the last recorded point with status
 ``diverged``. A run that ends at or above the
 stability threshold has status ``unstable``.
+
+Validity: where the theory has a validity test (``Theory.validity``), each recorded point says whether it held
+there (``RiskCurve.valid``; a point recorded inside a block segment is valid when the test holds at both of the
+segment's ends) and a curve with an invalid point has status ``outside_validity`` with the reason.
 """
 from __future__ import annotations
 
@@ -91,11 +95,14 @@ def solve(problem, opt, steps: int | None = None, *, grid=None, method: str = "a
     g = as_grid(steps, grid, multiple_of=span)
     st = theory.init(problem, opt)
     R0 = float(theory.risk(st))
-    ref = max(R0, 0.5 * problem.sigma2, _settled_risk(problem, opt))
+    ref = max(R0, 0.5 * problem.noise_variance, _settled_risk(problem, opt))
     cap_R = cap * ref if ref > 0 else math.inf
 
     risk = np.full(g.shape, np.nan)
     risk[0] = R0
+    valid = np.ones(g.shape, dtype=bool)
+    check = _Validity(theory, st, opt)
+    valid[0] = check()
     form = theory.block_form(st, opt) if method == "auto" else None
     blocks = _Blocks(form, opt, span, delta, correctors, predictor == "extrapolate", cap_R) if form else None
     breakpoints = np.asarray(sorted({int(b) for sc in opt.schedules for b in sc.breakpoints()}), dtype=np.int64)
@@ -112,8 +119,11 @@ def solve(problem, opt, steps: int | None = None, *, grid=None, method: str = "a
         if blocks is not None and k - k_ref >= blocks.k_block and k_stop > k:
             done = blocks.advance(k, k_stop, k_ref, target, breakpoints, g, risk, i)
         if done is not None:
+            i0 = i
             k, i, diverged, k_switch = done
             ok = not diverged
+            if i > i0:  # points recorded inside a block segment: valid if the test holds at both of its ends
+                valid[i0:i] = valid[i0 - 1] and check()
         else:
             m = target - k
             if blocks is not None:
@@ -127,6 +137,7 @@ def solve(problem, opt, steps: int | None = None, *, grid=None, method: str = "a
             ok = done == m and R <= cap_R
             if ok and k == target:
                 risk[i] = R
+                valid[i] = check()
                 i += 1
         if not ok:
             status, dstep = "diverged", k
@@ -134,7 +145,7 @@ def solve(problem, opt, steps: int | None = None, *, grid=None, method: str = "a
                        f" (at or before it for a block); the curve ends at step {int(g[i - 1])}")
             break
 
-    steps_out, risk_out = g[:i], risk[:i]
+    steps_out, risk_out, valid_out = g[:i], risk[:i], valid[:i]
     if status == "ok":
         lr_end = float(opt.lr_at(np.array([max(int(g[-1]) - 1, 0)]))[0])
         lr_star, reason = _threshold(problem, dataclasses.replace(opt, schedule=None).with_lr(1.0))
@@ -142,10 +153,28 @@ def solve(problem, opt, steps: int | None = None, *, grid=None, method: str = "a
             status = "unstable"
             message = (f"lr = {lr_end:g} at the last step is at or above the stability threshold {lr_star:g}"
                        f"{' (' + reason + ')' if reason else ''}: the expected risk grows geometrically from here on")
+    if status in ("ok", "unstable") and not valid_out.all():
+        first = int(steps_out[np.argmin(valid_out)])
+        status = "outside_validity"
+        message = (f"from step {first} on ({int((~valid_out).sum())} of {valid_out.size} recorded points): "
+                   f"{check.reason}" + (f"; also {message}" if message else ""))
     meta = {"problem": problem.to_dict(), "optimizer": opt.to_dict(), "method": method, "delta": delta,
             "divergence_cap": cap_R, "hdtheory_version": __version__}
-    return RiskCurve(steps=steps_out, risk=risk_out, sigma2=problem.sigma2, status=status, diverged_step=dstep,
-                     message=message, meta=meta)
+    return RiskCurve(steps=steps_out, risk=risk_out, sigma2=problem.noise_variance, status=status, diverged_step=dstep,
+                     message=message, meta=meta, valid=valid_out)
+
+
+class _Validity:
+    """The theory's own validity test at the current state (``Theory.validity``); keeps the first failure's reason."""
+
+    def __init__(self, theory, state, opt):
+        self.theory, self.state, self.opt, self.reason = theory, state, opt, ""
+
+    def __call__(self) -> bool:
+        why = self.theory.validity(self.state, self.opt)
+        if why and not self.reason:
+            self.reason = why
+        return not why
 
 
 def _settled_risk(problem, opt) -> float:

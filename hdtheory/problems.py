@@ -108,6 +108,16 @@ class Problem:
         return self.noise.variance
 
     @property
+    def outputs(self) -> int:
+        """Number of outputs m (1: the prediction is a scalar <x, theta>)."""
+        return 1
+
+    @property
+    def noise_variance(self) -> float:
+        """E||epsilon||^2, the label-noise variance summed over outputs (here sigma^2): the risk's floor is half of it."""
+        return self.sigma2
+
+    @property
     def trace(self) -> float:
         return float(self.eigenvalues.sum())
 

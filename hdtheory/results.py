@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STATUSES = ("ok", "diverged", "unstable")
+STATUSES = ("ok", "diverged", "unstable", "outside_validity")
 #: the kinds of hdtheory results file, and how to load each
 KINDS = {"RiskCurve": "hd.RiskCurve.load", "SimulatedRisk": "validation.SimulatedRisk.load"}
 
@@ -188,7 +188,9 @@ class RiskCurve:
     ``status``: ``ok``; ``diverged`` (the risk passed the divergence cap or stopped being finite at
     ``diverged_step``; the curve ends at the last recorded point before it); ``unstable`` (the curve
     is complete but the step map in force at the end is above the stability threshold, so the risk
-    grows without bound afterwards). ``message`` says why.
+    grows without bound afterwards); ``outside_validity`` (the theory's own validity test failed at some
+    recorded points: ``valid`` is False there and the numbers there are not to be trusted). ``message`` says
+    why. ``valid``: one boolean per recorded point (all True by default).
     """
 
     steps: np.ndarray
@@ -198,12 +200,17 @@ class RiskCurve:
     diverged_step: int | None = None
     message: str = ""
     meta: dict = field(default_factory=dict)
+    valid: np.ndarray | None = None
 
     def __post_init__(self):
         self.steps = np.asarray(self.steps, dtype=np.int64)
         self.risk = np.asarray(self.risk, dtype=np.float64)
         if self.steps.shape != self.risk.shape:
             raise ValueError("steps and risk must have the same shape")
+        self.valid = (np.ones(self.steps.shape, dtype=bool) if self.valid is None
+                      else np.asarray(self.valid, dtype=bool))
+        if self.valid.shape != self.steps.shape:
+            raise ValueError("valid must have one entry per recorded point")
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}")
 
@@ -213,7 +220,8 @@ class RiskCurve:
 
     @property
     def diverged(self) -> bool:
-        return self.status != "ok"
+        """True if the run diverged or ends above the stability threshold."""
+        return self.status in ("diverged", "unstable")
 
     @property
     def ok(self) -> bool:
@@ -244,6 +252,8 @@ class RiskCurve:
                 f"{n} points)")
         if self.status == "unstable":
             line += "; unstable: " + (self.message or "the step map at the end is above the stability threshold")
+        if self.status == "outside_validity":
+            line += "; outside the theory's validity: " + self.message
         return line
 
     def save(self, path) -> str:
@@ -251,7 +261,7 @@ class RiskCurve:
         meta = dict(self.meta)
         meta.update(kind="RiskCurve", status=self.status, diverged_step=self.diverged_step, message=self.message,
                     sigma2=self.sigma2, units={"steps": "iterations", "risk": "1/2 E[(<x,theta>-y)^2]"})
-        return atomic_savez(path, meta, steps=self.steps, risk=self.risk)
+        return atomic_savez(path, meta, steps=self.steps, risk=self.risk, valid=self.valid)
 
     @classmethod
     def load(cls, path) -> "RiskCurve":
@@ -267,6 +277,6 @@ class RiskCurve:
             message = meta.pop("message", "")
             meta.pop("units", None)
             return cls(steps=steps, risk=risk, sigma2=sigma2, status=status, diverged_step=dstep,
-                       message=message, meta=meta)
+                       message=message, meta=meta, valid=arrays.get("valid"))
         except (KeyError, TypeError, ValueError) as e:
             raise ResultFileError(f"{p!r} is a damaged RiskCurve file ({type(e).__name__}: {e})") from None

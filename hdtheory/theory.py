@@ -14,6 +14,8 @@ only through these methods:
   finite;
 * ``threshold(problem, opt) -> Threshold``: the largest stable base lr (inf, with the reason, where nothing
   diverges);
+* optionally ``validity(state, opt) -> str``: "" where the theory's own validity test holds at this state, else
+  the reason (``hd.solve`` then flags the recorded points and the curve's status);
 * optionally ``stationary_risk(problem, opt) -> float`` (the risk the run settles at, where it is known) and
   ``lr_scale(problem, opt)`` (the top of a theory-optimal lr search; default: the threshold).
 
@@ -88,6 +90,10 @@ class Theory:
     def block_form(self, state, opt) -> BlockForm | None:
         return None
 
+    def validity(self, state, opt) -> str:
+        """Why the theory is not to be trusted at this state ("" where its own validity test holds)."""
+        return ""
+
     stationary_risk = None  # optional: (problem, opt) -> float
 
     def lr_scale(self, problem, opt) -> float:
@@ -120,6 +126,10 @@ REGISTRY: tuple[Entry, ...] = (
     Entry("la_diloco", "hdtheory.optimizers.la_diloco:LADiLoCo",
           "hdtheory.theories.la_diloco.theory:LADiLoCoTheory",
           "validation.optimizers.la_diloco:LADiLoCoSimulation"),
+    Entry("signsvd", "hdtheory.optimizers.signsvd:SignSVD", "hdtheory.theories.signsvd.theory:SignSVDTheory",
+          "validation.optimizers.signsvd:SignSVDSimulation"),
+    Entry("muon", "hdtheory.optimizers.signsvd:Muon", "hdtheory.theories.signsvd.theory:MuonTheory",
+          "validation.optimizers.signsvd:MuonSimulation"),
 )
 
 _BY_NAME = {e.name: e for e in REGISTRY}

@@ -159,4 +159,4 @@ def simulate(problem, opt, steps: int | None = None, seeds: int = 16, key=0, *, 
     out[~np.isfinite(out)] = np.inf  # overflow -> inf, never NaN
     meta = {"problem": problem.to_dict(), "optimizer": requested.to_dict(), "seeds": int(seeds), "dtype": dtype,
             "device": str(jax.devices()[0].platform)}
-    return SimulatedRisk(steps=g, risk=out, sigma2=problem.sigma2, meta=meta)
+    return SimulatedRisk(steps=g, risk=out, sigma2=problem.noise_variance, meta=meta)

@@ -5,5 +5,6 @@ from .clipped_sgd import ClippedSGD, RelativeClip
 from .la_diloco import LA, SLA, LADiLoCo
 from .sgd import SGD
 from .signsgd import SignSGD
+from .signsvd import Muon, SignSVD
 
-__all__ = ["ClippedSGD", "LA", "LADiLoCo", "OptimizerMixin", "RelativeClip", "SGD", "SLA", "SignSGD"]
+__all__ = ["ClippedSGD", "LA", "LADiLoCo", "OptimizerMixin", "RelativeClip", "SGD", "SLA", "SignSGD", "SignSVD", "Muon"]
