@@ -14,7 +14,7 @@ import importlib
 from .driver import solve
 from .grid import step_grid
 from .noise import Gaussian, NoiseLaw, Rademacher, StudentT
-from .matrix_problem import MatrixProblem, matrix_powerlaw
+from .matrix_problem import MatrixProblem, matrix_isotropic, matrix_powerlaw
 from .optimizers import LA, SGD, SLA, ClippedSGD, LADiLoCo, Muon, RelativeClip, SignSGD, SignSVD
 from .problems import Problem, from_covariance, isotropic, powerlaw
 from .results import RiskCurve
@@ -45,6 +45,6 @@ __all__ = [
     "ClippedSGD", "Constant", "EdgeOfStability", "Gaussian", "LA", "LADiLoCo", "MatrixProblem", "Muon", "NoiseLaw", "Piecewise", "PowerDecay",
     "Problem", "Rademacher", "RelativeClip", "RiskCurve", "SGD", "SLA", "Sequence", "SignSGD", "SignSVD", "StudentT",
     "WarmupCosine", "clipped_sgd", "edge_of_stability", "from_covariance", "isotropic", "la_diloco", "plot",
-    "matrix_powerlaw", "powerlaw", "signsgd", "signsvd", "solve", "stability_threshold", "stationary_risk", "step_grid", "threshold_reason",
+    "matrix_isotropic", "matrix_powerlaw", "powerlaw", "signsgd", "signsvd", "solve", "stability_threshold", "stationary_risk", "step_grid", "threshold_reason",
     "tuning",
 ]

@@ -39,7 +39,9 @@ VERDICT_EXIT = {"ok": EXIT_OK, "not_ok": EXIT_DISAGREE, "inconclusive": EXIT_INC
 #: plot formats --out accepts; a name without a suffix gets the first
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
-PROBLEMS = ("powerlaw", "isotropic")
+PROBLEMS = ("powerlaw", "isotropic", "matrix_powerlaw", "matrix_isotropic")
+#: optimizers that act on a weight matrix: their default problem is the matrix power law
+MATRIX_OPTIMIZERS = ("signsvd", "muon")
 
 
 class InputError(ValueError):
@@ -104,6 +106,13 @@ def _optimizer_fields(cls):
     return [(f, f.default) for f in dataclasses.fields(cls) if f.name not in COMMON_FIELDS]
 
 
+def _float_tuple(text: str) -> tuple:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def _add_optimizer_flags(p, cls):
     for f, default in _optimizer_fields(cls):
         if f.name.endswith("_schedule"):
@@ -114,6 +123,11 @@ def _add_optimizer_flags(p, cls):
             p.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=default)
         elif isinstance(default, int):
             p.add_argument(_flag(f.name), type=int, default=default, help=f"default {default}")
+        elif isinstance(default, str):
+            p.add_argument(_flag(f.name), default=default, help=f"default {default}")
+        elif isinstance(default, tuple):
+            p.add_argument(_flag(f.name), type=_float_tuple, default=default, metavar="A,B,...",
+                           help=f"comma-separated numbers, default {','.join(map(str, default))}")
         else:
             p.add_argument(_flag(f.name), type=float, default=default, help=f"default {default}")
 
@@ -201,7 +215,7 @@ def _outputs(args):
 
 
 def _check_counts(args):
-    for name in ("steps", "seeds", "per_decade", "d"):
+    for name in ("steps", "seeds", "per_decade", "d", "m"):
         v = getattr(args, name, None)
         if v is not None and v < 1:
             raise InputError(f"{_flag(name)} must be >= 1, got {v}")
@@ -215,12 +229,19 @@ def _problem(args):
         noise = parse_noise(args.noise)
     except ValueError as e:
         raise InputError(f"--noise {args.noise!r}: {e}") from None
+    kind = args.problem or ("matrix_powerlaw" if args.optimizer in MATRIX_OPTIMIZERS else "powerlaw")
+    m = args.m if args.m is not None else 2 * args.d
     try:
-        if args.problem == "powerlaw":
+        if kind == "powerlaw":
             return hd.powerlaw(args.d, args.alpha, args.beta, noise=noise)
+        if kind == "matrix_powerlaw":
+            return hd.matrix_powerlaw(args.d, m, args.alpha, args.beta, noise=noise, seed=args.problem_seed,
+                                      rotated=args.rotated)
+        if kind == "matrix_isotropic":
+            return hd.matrix_isotropic(args.d, m, noise=noise, seed=args.problem_seed)
         return hd.isotropic(args.d, noise=noise)
     except ValueError as e:
-        flag = next((f"--{n}" for n in ("alpha", "beta", "d") if str(e).startswith(n)), "--problem")
+        flag = next((f"--{n}" for n in ("alpha", "beta", "d", "m", "n") if str(e).startswith(n)), "--problem")
         raise InputError(f"{flag}: {e}") from None
 
 
@@ -260,7 +281,8 @@ def _describe(prob, opt, how: str):
 
     lr_c = hd.stability_threshold(prob, opt.with_lr(1.0))
     ratio = f"lr/threshold = {opt.lr / lr_c:.3f}" if math.isfinite(lr_c) else hd.threshold_reason(prob, opt)
-    print(f"problem: {prob.info.get('constructor', 'problem')} d={prob.d} trK={prob.trace:.4g} "
+    shape = f"n={prob.d} m={prob.outputs}" if prob.outputs > 1 else f"d={prob.d}"
+    print(f"problem: {prob.info.get('constructor', 'problem')} {shape} trK={prob.trace:.4g} "
           f"lambda_max={prob.lambda_max:.4g} sigma^2={prob.sigma2:.4g} initial risk R(0)={prob.initial_risk:.4g}")
     print(f"optimizer: {opt}")
     print(f"lr = {opt.lr:.6g} ({how}); stability threshold {lr_c:.6g} ({ratio})")
@@ -369,6 +391,9 @@ def cmd_threshold(args) -> int:
 PROBLEM_HELP = {
     "powerlaw": "eigenvalues j^(-2 alpha), target j^(-beta), j = 1..d (--d --alpha --beta; 2 alpha + 2 beta > 1)",
     "isotropic": "K = I_d, target (1, ..., 1)/sqrt(d) (--d)",
+    "matrix_powerlaw": "W in R^(m x n): eigenvalues j^(-2 alpha), W* = O diag(j^(-beta)) with O Haar (--d = n, --m, "
+                       "--alpha, --beta, --rotated, --problem-seed)",
+    "matrix_isotropic": "W in R^(m x n): K = I_n, W* with orthonormal columns (--d = n, --m, --problem-seed)",
 }
 
 
@@ -402,9 +427,13 @@ def _parser():
             o = osub.add_parser(e.name, help=(cls.__doc__ or "").strip().splitlines()[0], epilog=EXIT_HELP,
                                 formatter_class=fmt)
             o.set_defaults(run=run)
-            o.add_argument("--problem", choices=PROBLEMS, default="powerlaw",
-                           help="; ".join(f"{k}: {v}" for k, v in PROBLEM_HELP.items()))
-            o.add_argument("--d", type=int, default=1000, help="dimension")
+            o.add_argument("--problem", choices=PROBLEMS, default=None,
+                           help="; ".join(f"{k}: {v}" for k, v in PROBLEM_HELP.items()) +
+                           " (default: matrix_powerlaw for signsvd and muon, else powerlaw)")
+            o.add_argument("--d", type=int, default=1000, help="dimension (matrix problems: n, the inputs)")
+            o.add_argument("--m", type=int, default=None, help="matrix problems: outputs (default 2 d)")
+            o.add_argument("--rotated", action="store_true", help="matrix_powerlaw: Haar-rotated eigenvectors of K")
+            o.add_argument("--problem-seed", type=int, default=0, help="matrix problems: seed of the random target")
             o.add_argument("--alpha", type=float, default=0.75, help="power law: eigenvalues j^(-2 alpha)")
             o.add_argument("--beta", type=float, default=0.5, help="power law: target coefficients j^(-beta)")
             o.add_argument("--noise", default="gaussian:0.1", help=f"label noise: {noise_spec_help()}")

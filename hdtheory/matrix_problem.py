@@ -248,3 +248,13 @@ def matrix_powerlaw(n: int, m: int, alpha: float, beta: float, noise: NoiseLaw |
     return MatrixProblem(eigenvalues=j ** (-2.0 * alpha), target=target, noise=Gaussian(0.0) if noise is None else noise,
                          basis=basis, info={"constructor": "matrix_powerlaw", "n": n, "m": m, "alpha": alpha,
                                             "beta": beta, "seed": int(seed), "rotated": bool(rotated)})
+
+
+def matrix_isotropic(n: int, m: int, noise: NoiseLaw | None = None, seed: int = 0) -> MatrixProblem:
+    """K = I_n, W* an m x n Haar matrix with orthonormal columns (m >= n: rho_j(0) = 1 for every j), W_0 = 0."""
+    n, m = _check_d(n), _check_d(m)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    target = haar_orthonormal(m, n, np.random.default_rng(int(seed)))
+    return MatrixProblem(eigenvalues=np.ones(n), target=target, noise=Gaussian(0.0) if noise is None else noise,
+                         info={"constructor": "matrix_isotropic", "n": n, "m": m, "seed": int(seed)})
