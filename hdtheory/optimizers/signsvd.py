@@ -38,10 +38,12 @@ class Muon(OptimizerMixin):
     X <- a X + (b A + c A^2) X, A = X X^T, from X = G / (||G||_F + eps) (each singular value s of G follows the
     scalar map s -> a s + b s^3 + c s^5 from s / ||G||_F), then W <- W - lr * X.
 
-    The reference implementation's extras are explicit options, off by default: ``momentum`` (beta of the buffer
-    M <- beta M + G, whose Newton-Schulz image is applied), ``nesterov`` (apply G + beta M instead) and
+    The extras of the reference implementation (``optax.contrib.scale_by_muon``) are explicit options, off by
+    default: ``momentum`` beta (the moving average M <- beta M + (1 - beta) G with bias correction 1/(1 - beta^t),
+    whose Newton-Schulz image is applied), ``nesterov`` (optax's Nesterov combination of M and G) and
     ``shape_factor`` (multiply the update by max(1, m/n)^(1/2)). ``ns_dtype`` is the simulation's arithmetic for
-    the iterations ("float32", "bfloat16" or "float64")."""
+    the iterations ("float32", "bfloat16" or "float64"; bfloat16 amplifies round-off directions of a low-rank
+    gradient to O(1)). The theory covers momentum = 0 and no shape factor."""
 
     lr: float
     batch: int = 1

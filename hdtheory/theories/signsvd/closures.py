@@ -47,16 +47,20 @@ def effective_rank(lam, rho, sig2, m):
 
 
 @nb.njit(cache=True)
-def apply_drift(rho, coef, nu, lr):
-    """rho_j <- rho_j - 2 lr min(coef_j rho_j, sqrt(rho_j nu_j)) + lr^2 nu_j, clipped at 0."""
+def apply_drift(rho, coef, nu, lr, noise):
+    """rho_j <- rho_j - 2 lr min(coef_j rho_j, sqrt(rho_j nu_j)) + lr^2 nu_j, clipped at 0; ``noise`` (the part
+    of rho_j injected by the lr^2 nu_j terms, contracted at the same rate) follows, kept in [0, rho_j]."""
     for j in range(rho.shape[0]):
         r = rho[j]
         d = coef[j] * r
         cs = math.sqrt(max(r, 0.0) * nu[j])
         if d > cs:
             d = cs
+        rate = 2.0 * lr * d / r if r > 0.0 else 0.0
         r = r - 2.0 * lr * d + lr * lr * nu[j]
         rho[j] = r if r > 0.0 else 0.0
+        q = noise[j] * max(1.0 - rate, 0.0) + lr * lr * nu[j]
+        noise[j] = min(q, rho[j])
 
 
 @nb.njit(cache=True)
@@ -179,10 +183,11 @@ def c2_coefficients(sqrt_lam, rho, msig2, batch, samples, seed, ns_coef, ns_step
 
 @nb.njit(cache=True)
 def run_steps(regime_of, lam, sqrt_lam, rho, msig2, sig2, m, batch, lr_seq, gain, mu, nu_fixed, c1_off, c1_w,
-              c1_tol, c2_samples, c2_seed, k0, ns_coef, ns_steps, spread, cap, out_regime):
+              c1_tol, c2_samples, c2_seed, k0, ns_coef, ns_steps, spread, cap, out_regime, noise):
     """Step the closure chosen at each step (``regime_of`` policy encoded by the theory: see ``choose``) over
     ``lr_seq``; returns the steps done (early once E > cap or not finite). ``out_regime[0]`` gets the last
-    regime, ``out_regime[1]`` the first step (relative) at which no closure held (-1 if none)."""
+    regime, ``out_regime[1]`` the first step (relative) at which no closure held (-1 if none); ``noise`` tracks
+    the part of rho injected by the update noise (``apply_drift``)."""
     n = lam.shape[0]
     coef = np.empty(n)
     nu = np.empty(n)
@@ -198,6 +203,7 @@ def run_steps(regime_of, lam, sqrt_lam, rho, msig2, sig2, m, batch, lr_seq, gain
             for j in range(n):
                 r = abs(math.sqrt(rho[j]) - lr)
                 rho[j] = r * r
+                noise[j] = 0.0
         elif reg == C1:
             # the coefficients are homogeneous of degree -1/2 in (rho, m sigma^2): keep sqrt(E) coef and recompute
             # it only once the shape lambda rho / E (and m sigma^2 / E) moved by c1_tol
@@ -214,17 +220,17 @@ def run_steps(regime_of, lam, sqrt_lam, rho, msig2, sig2, m, batch, lr_seq, gain
             inv = 1.0 / math.sqrt(E)
             for j in range(n):
                 coef[j] = scaled[j] * inv
-            apply_drift(rho, coef, nu_fixed, lr)
+            apply_drift(rho, coef, nu_fixed, lr, noise)
         elif reg == C2:  # drift and noise weight from the same samples
             c2_coefficients(sqrt_lam, rho, msig2, batch, c2_samples, c2_seed + k0 + i, ns_coef, ns_steps, coef, nu)
-            apply_drift(rho, coef, nu, lr)
+            apply_drift(rho, coef, nu, lr, noise)
         else:
             if reg < 0 and out_regime[1] < 0:
                 out_regime[1] = i
             inv = 1.0 / math.sqrt(E) if E > 0.0 else 0.0
             for j in range(n):
                 coef[j] = mu[j] * inv
-            apply_drift(rho, coef, nu_fixed, lr)
+            apply_drift(rho, coef, nu_fixed, lr, noise)
         out_regime[0] = reg
         E = twice_risk(lam, rho, msig2)
         if not (E <= cap):
