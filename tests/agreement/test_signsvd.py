@@ -14,7 +14,7 @@ def _worst(curve, sim, start=1):
 
 CASES = {
     # name: (problem, optimizer, steps, tolerance on |ratio - 1| beyond 3 standard errors)
-    "isotropic B=4 (C3)": (lambda: hd.matrix_isotropic(60, 120, seed=1), hd.SignSVD(0.2, batch=4), 300, 0.03),
+    "isotropic B=4 (C3)": (lambda: hd.matrix_isotropic(200, 400, seed=1), hd.SignSVD(0.2, batch=4), 300, 0.03),
     "power law B=1 (C1)": (lambda: hd.matrix_powerlaw(60, 120, 1.0, 0.5), hd.SignSVD(0.03), 400, 0.03),
     "power law B=8 noise (C2 -> C3)": (lambda: hd.matrix_powerlaw(60, 120, 1.0, 0.5, noise=hd.Gaussian(0.07)),
                                        hd.SignSVD(0.03, batch=8), 200, 0.03),

@@ -109,13 +109,57 @@ def c1_grid(nodes: int = C1_NODES, span=C1_SPAN):
 
 
 @nb.njit(cache=True)
+def symmetric_eigen(A, w, V):
+    """Eigenvalues w and eigenvectors V (columns) of the symmetric matrix A (overwritten) by cyclic Jacobi
+    rotations (plain loops: no LAPACK inside the theory's kernels)."""
+    B = A.shape[0]
+    for a in range(B):
+        for b in range(B):
+            V[a, b] = 1.0 if a == b else 0.0
+    for _sweep in range(60):
+        off = 0.0
+        diag = 0.0
+        for a in range(B):
+            diag += A[a, a] * A[a, a]
+            for b in range(a + 1, B):
+                off += A[a, b] * A[a, b]
+        if off <= 1e-30 * diag:
+            break
+        for p in range(B - 1):
+            for q in range(p + 1, B):
+                apq = A[p, q]
+                if apq == 0.0:
+                    continue
+                theta = (A[q, q] - A[p, p]) / (2.0 * apq)
+                t = (1.0 if theta >= 0.0 else -1.0) / (abs(theta) + math.sqrt(theta * theta + 1.0))
+                c = 1.0 / math.sqrt(t * t + 1.0)
+                sn = t * c
+                for r in range(B):
+                    arp, arq = A[r, p], A[r, q]
+                    A[r, p] = c * arp - sn * arq
+                    A[r, q] = sn * arp + c * arq
+                for r in range(B):
+                    apr, aqr = A[p, r], A[q, r]
+                    A[p, r] = c * apr - sn * aqr
+                    A[q, r] = sn * apr + c * aqr
+                for r in range(B):
+                    vrp, vrq = V[r, p], V[r, q]
+                    V[r, p] = c * vrp - sn * vrq
+                    V[r, q] = sn * vrp + c * vrq
+    for a in range(B):
+        w[a] = A[a, a]
+
+
+@nb.njit(cache=True)
 def c2_coefficients(sqrt_lam, rho, msig2, batch, samples, seed, ns_coef, ns_steps, coef, nu):
-    """(C2) by ``samples`` draws of X (n x B), X_jb ~ N(0, lambda_j), seeded by ``seed``: with X = Q T (QR),
-    A = X^T diag(rho) X + m sigma^2 I = L L^T, and the SVD L^T T^T = U S V^T,
+    """(C2) by ``samples`` draws of X (n x B), X_jb ~ N(0, lambda_j), seeded by ``seed``. With C = X^T X,
+    A = X^T diag(rho) X + m sigma^2 I (the mean field of R^T R) and the eigendecomposition
+    C^{1/2} A C^{1/2} = V diag(S^2) V^T (S: the singular values of B G in the mean field),
 
-        coef_j = E[(Q T T^T V diag(g_b / S_b) V^T Q^T)_jj],   nu_j = E[sum_b (Q V)_jb^2 g_b^2],
+        Y = X C^{-1/2} V,  Z = X C^{1/2} V,   coef_j = E[sum_b Z_jb Y_jb g_b / S_b],   nu_j = E[sum_b Y_jb^2 g_b^2],
 
-    where g_b = 1 (SignSVD: the polar factor) or the Newton-Schulz map of S_b / ||S|| (``ns_steps`` > 0, Muon)."""
+    where g_b = 1 (SignSVD: the polar factor) or the Newton-Schulz map of S_b / ||S|| (``ns_steps`` > 0, Muon).
+    (X C^{-1/2} has orthonormal columns; the drift is rho_j (X H X^T)_jj with H the polar identity's middle factor.)"""
     n = sqrt_lam.shape[0]
     B = batch
     np.random.seed(seed)
@@ -124,7 +168,17 @@ def c2_coefficients(sqrt_lam, rho, msig2, batch, samples, seed, ns_coef, ns_step
         nu[j] = 0.0
     a0, b0, c0 = ns_coef[0], ns_coef[1], ns_coef[2]
     X = np.empty((n, B))
+    C = np.empty((B, B))
     A = np.empty((B, B))
+    N = np.empty((B, B))
+    wc = np.empty(B)
+    Vc = np.empty((B, B))
+    S2 = np.empty(B)
+    V = np.empty((B, B))
+    Ch = np.empty((B, B))
+    Cih = np.empty((B, B))
+    P = np.empty((B, B))
+    Pi = np.empty((B, B))
     g = np.empty(B)
     for _ in range(samples):
         for j in range(n):
@@ -133,47 +187,64 @@ def c2_coefficients(sqrt_lam, rho, msig2, batch, samples, seed, ns_coef, ns_step
         for b in range(B):
             for c in range(b + 1):
                 acc = 0.0
+                acr = 0.0
                 for j in range(n):
-                    acc += X[j, b] * rho[j] * X[j, c]
-                A[b, c] = acc
-                A[c, b] = acc
+                    xx = X[j, b] * X[j, c]
+                    acc += xx
+                    acr += xx * rho[j]
+                C[b, c] = acc
+                C[c, b] = acc
+                A[b, c] = acr
+                A[c, b] = acr
             A[b, b] += msig2
-        Q, T = np.linalg.qr(X)
-        L = np.linalg.cholesky(A)
-        U, S, Vt = np.linalg.svd(np.ascontiguousarray(L.T) @ np.ascontiguousarray(T.T))
-        smax = S[0]
+        symmetric_eigen(C, wc, Vc)
+        for a in range(B):
+            for b in range(B):
+                s1 = 0.0
+                s2 = 0.0
+                for c in range(B):
+                    ev = max(wc[c], 0.0)
+                    r = math.sqrt(ev)
+                    s1 += Vc[a, c] * r * Vc[b, c]
+                    s2 += Vc[a, c] * (1.0 / r if r > 0.0 else 0.0) * Vc[b, c]
+                Ch[a, b] = s1
+                Cih[a, b] = s2
+        N[:, :] = Ch @ A @ Ch
+        symmetric_eigen(N, S2, V)
+        smax = 0.0
         snorm = 0.0
         for b in range(B):
-            snorm += S[b] * S[b]
+            S2[b] = max(S2[b], 0.0)
+            smax = max(smax, S2[b])
+            snorm += S2[b]
         snorm = math.sqrt(snorm)
         for b in range(B):
-            if S[b] <= 1e-12 * smax:
+            if S2[b] <= 1e-24 * smax:
                 g[b] = 0.0
                 continue
             if ns_steps > 0:
-                x = S[b] / snorm
+                x = math.sqrt(S2[b]) / snorm
                 for _k in range(ns_steps):
                     x2 = x * x
                     x = x * (a0 + x2 * (b0 + c0 * x2))
                 g[b] = x
             else:
                 g[b] = 1.0
-        V = np.ascontiguousarray(Vt.T)
-        TT = T @ np.ascontiguousarray(T.T)
-        Dg = np.zeros((B, B))
-        for b in range(B):
-            if g[b] != 0.0:
-                Dg[b, b] = g[b] / S[b]
-        M = TT @ V @ Dg @ Vt
-        Qc = np.ascontiguousarray(Q)
-        QV = Qc @ V
-        QM = Qc @ M
+        P[:, :] = Cih @ V  # Y = X P
+        Pi[:, :] = Ch @ V  # Z = X Pi
         for j in range(n):
             acc = 0.0
             accn = 0.0
             for b in range(B):
-                acc += QM[j, b] * Q[j, b]
-                accn += QV[j, b] * QV[j, b] * g[b] * g[b]
+                if g[b] == 0.0:
+                    continue
+                y = 0.0
+                z = 0.0
+                for c in range(B):
+                    y += X[j, c] * P[c, b]
+                    z += X[j, c] * Pi[c, b]
+                acc += z * y * g[b] / math.sqrt(S2[b])
+                accn += y * y * g[b] * g[b]
             coef[j] += acc
             nu[j] += accn
     for j in range(n):
