@@ -47,13 +47,20 @@ def polar_svd(g, rtol=None):
     return _masked_polar(u, s, vt, rtol)
 
 
+def _after(a, b):
+    """``a``, made to depend on ``b`` (a + 0 * one entry of b): the LAPACK calls of a step then run one after the
+    other. Two batched LAPACK calls running at once on XLA's CPU thread pool can deadlock it (each holds a pool
+    thread while its batch waits to be mapped over the same pool; seen with 2 cores)."""
+    return a + 0.0 * b.reshape(-1)[0]
+
+
 def polar_qr(r, x, rtol=None):
     """The truncated polar factor of G = r^T x (any positive multiple), from the batch itself: ``r`` (B, m) the
     residuals, ``x`` (B, n) the inputs (the sampler's row convention). Exact for any B; cheapest for B < min(m, n)."""
     rtol = default_rtol((r.shape[1], x.shape[1]), r.dtype) if rtol is None else rtol
     q_r, t_r = jnp.linalg.qr(r.T)  # (m, k), (k, B), k = min(m, B)
-    q_x, t_x = jnp.linalg.qr(x.T)  # (n, l), (l, B), l = min(n, B)
-    core = polar_svd(t_r @ t_x.T, rtol)  # (k, l): the polar factor of G in the two column spaces
+    q_x, t_x = jnp.linalg.qr(_after(x, q_r).T)  # (n, l), (l, B), l = min(n, B)
+    core = polar_svd(_after(t_r @ t_x.T, q_x), rtol)  # (k, l): the polar factor of G in the two column spaces
     return (q_r @ core) @ q_x.T
 
 

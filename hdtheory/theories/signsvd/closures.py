@@ -109,52 +109,11 @@ def c1_grid(nodes: int = C1_NODES, span=C1_SPAN):
 
 
 @nb.njit(cache=True)
-def symmetric_eigen(A, w, V):
-    """Eigenvalues w and eigenvectors V (columns) of the symmetric matrix A (overwritten) by cyclic Jacobi
-    rotations (plain loops: no LAPACK inside the theory's kernels)."""
-    B = A.shape[0]
-    for a in range(B):
-        for b in range(B):
-            V[a, b] = 1.0 if a == b else 0.0
-    for _sweep in range(60):
-        off = 0.0
-        diag = 0.0
-        for a in range(B):
-            diag += A[a, a] * A[a, a]
-            for b in range(a + 1, B):
-                off += A[a, b] * A[a, b]
-        if off <= 1e-30 * diag:
-            break
-        for p in range(B - 1):
-            for q in range(p + 1, B):
-                apq = A[p, q]
-                if apq == 0.0:
-                    continue
-                theta = (A[q, q] - A[p, p]) / (2.0 * apq)
-                t = (1.0 if theta >= 0.0 else -1.0) / (abs(theta) + math.sqrt(theta * theta + 1.0))
-                c = 1.0 / math.sqrt(t * t + 1.0)
-                sn = t * c
-                for r in range(B):
-                    arp, arq = A[r, p], A[r, q]
-                    A[r, p] = c * arp - sn * arq
-                    A[r, q] = sn * arp + c * arq
-                for r in range(B):
-                    apr, aqr = A[p, r], A[q, r]
-                    A[p, r] = c * apr - sn * aqr
-                    A[q, r] = sn * apr + c * aqr
-                for r in range(B):
-                    vrp, vrq = V[r, p], V[r, q]
-                    V[r, p] = c * vrp - sn * vrq
-                    V[r, q] = sn * vrp + c * vrq
-    for a in range(B):
-        w[a] = A[a, a]
-
-
-@nb.njit(cache=True)
 def c2_coefficients(sqrt_lam, rho, msig2, batch, samples, seed, ns_coef, ns_steps, coef, nu):
     """(C2) by ``samples`` draws of X (n x B), X_jb ~ N(0, lambda_j), seeded by ``seed``. With C = X^T X,
     A = X^T diag(rho) X + m sigma^2 I (the mean field of R^T R) and the eigendecomposition
-    C^{1/2} A C^{1/2} = V diag(S^2) V^T (S: the singular values of B G in the mean field),
+    C^{1/2} A C^{1/2} = V diag(S^2) V^T (S: the singular values of B G in the mean field; two symmetric B x B
+    eigendecompositions per draw),
 
         Y = X C^{-1/2} V,  Z = X C^{1/2} V,   coef_j = E[sum_b Z_jb Y_jb g_b / S_b],   nu_j = E[sum_b Y_jb^2 g_b^2],
 
@@ -171,10 +130,6 @@ def c2_coefficients(sqrt_lam, rho, msig2, batch, samples, seed, ns_coef, ns_step
     C = np.empty((B, B))
     A = np.empty((B, B))
     N = np.empty((B, B))
-    wc = np.empty(B)
-    Vc = np.empty((B, B))
-    S2 = np.empty(B)
-    V = np.empty((B, B))
     Ch = np.empty((B, B))
     Cih = np.empty((B, B))
     P = np.empty((B, B))
@@ -197,7 +152,7 @@ def c2_coefficients(sqrt_lam, rho, msig2, batch, samples, seed, ns_coef, ns_step
                 A[b, c] = acr
                 A[c, b] = acr
             A[b, b] += msig2
-        symmetric_eigen(C, wc, Vc)
+        wc, Vc = np.linalg.eigh(C)
         for a in range(B):
             for b in range(B):
                 s1 = 0.0
@@ -210,7 +165,7 @@ def c2_coefficients(sqrt_lam, rho, msig2, batch, samples, seed, ns_coef, ns_step
                 Ch[a, b] = s1
                 Cih[a, b] = s2
         N[:, :] = Ch @ A @ Ch
-        symmetric_eigen(N, S2, V)
+        S2, V = np.linalg.eigh(N)
         smax = 0.0
         snorm = 0.0
         for b in range(B):
