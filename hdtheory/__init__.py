@@ -22,7 +22,7 @@ from .schedules import Constant, Piecewise, PowerDecay, Sequence, WarmupCosine
 from .thresholds import EdgeOfStability, edge_of_stability, stability_threshold, stationary_risk, threshold_reason
 
 #: optimizer namespaces and layers above ``solve``, imported on first access (they load Numba theories)
-_LAZY = {"clipped_sgd": "hdtheory.theories.clipped_sgd", "signsgd": "hdtheory.theories.signsgd",
+_LAZY = {"clipped_sgd": "hdtheory.theories.clipped_sgd", "signsgd": "hdtheory.theories.signsgd", "phases": "hdtheory.phases",
          "la_diloco": "hdtheory.theories.la_diloco", "signsvd": "hdtheory.theories.signsvd", "tuning": "hdtheory.tuning"}
 
 
@@ -44,7 +44,7 @@ def plot(*args, **kwargs):
 __all__ = [
     "ClippedSGD", "Constant", "EdgeOfStability", "Gaussian", "LA", "LADiLoCo", "MatrixProblem", "Muon", "NoiseLaw", "Piecewise", "PowerDecay",
     "Problem", "Rademacher", "RelativeClip", "RiskCurve", "SGD", "SLA", "Sequence", "SignSGD", "SignSVD", "StudentT",
-    "WarmupCosine", "clipped_sgd", "edge_of_stability", "from_covariance", "isotropic", "la_diloco", "plot",
+    "WarmupCosine", "clipped_sgd", "edge_of_stability", "phases", "from_covariance", "isotropic", "la_diloco", "plot",
     "matrix_isotropic", "matrix_powerlaw", "powerlaw", "signsgd", "signsvd", "solve", "stability_threshold", "stationary_risk", "step_grid", "threshold_reason",
     "tuning",
 ]
