@@ -23,8 +23,10 @@ from .factors import polar_factors
 
 #: (C1) recomputes its coefficients once the weights lambda_j rho_j moved by this fraction of E
 C1_TOL = 1e-2
-#: draws of the data matrix per (C2) step
-C2_SAMPLES = 64
+#: draws of the data matrix per (C2) step: this many columns in all (each draw averages over its B columns), at
+#: least C2_MIN_SAMPLES draws
+C2_COLUMNS = 512
+C2_MIN_SAMPLES = 8
 #: (C3) is used while the residual's effective rank is at least this many times B
 SPREAD_FACTOR = 10.0
 #: Muon at B > 1: the mean-field gains hold while at most this fraction of E is accumulated update noise
@@ -86,9 +88,10 @@ class SignSVDTheory(Theory):
         return 0.5 * float(cl.twice_risk(st.lam, st.rho, st.msig2))
 
     def step(self, st, k0, hyper, cap) -> int:
+        samples = max(C2_MIN_SAMPLES, C2_COLUMNS // st.batch)
         return int(cl.run_steps(st.policy, st.lam, st.sqrt_lam, st.rho, st.msig2, st.sig2, st.m, st.batch,
                                 np.ascontiguousarray(hyper[0]), st.gain, st.mu, st.nu, st.c1_off, st.c1_w, C1_TOL,
-                                C2_SAMPLES, st.seed, int(k0), st.ns_coef, st.ns_steps, SPREAD_FACTOR, 2.0 * cap,
+                                samples, st.seed, int(k0), st.ns_coef, st.ns_steps, SPREAD_FACTOR, 2.0 * cap,
                                 st.regime, st.noise))
 
     def validity(self, st, opt) -> str:
