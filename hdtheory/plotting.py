@@ -49,7 +49,8 @@ def plot(curve, sim=None, ax=None, *, excess: bool = True, label: str | None = N
     """Plot a ``RiskCurve`` (line) and optionally a ``SimulatedRisk`` (seed mean +- z SEM band, and the
     10-90% quantiles of single runs, dotted). Step 0 is skipped (log axis); where the band reaches below 0
     it is not drawn. A diverged curve ends at its last recorded point (marked) and a dashed line, labelled, marks
-    the divergence step; simulated points above the y-range are drawn as triangles at the top edge."""
+    the divergence step; points where the theory's validity test failed (``curve.valid``) are marked x; simulated
+    points above the y-range are drawn as triangles at the top edge."""
     import matplotlib.pyplot as plt
     from matplotlib.transforms import blended_transform_factory
 
@@ -63,6 +64,10 @@ def plot(curve, sim=None, ax=None, *, excess: bool = True, label: str | None = N
     suffix = {"diverged": " (diverged)", "unstable": " (unstable past the horizon)"}.get(curve.status, "")
     (line,) = ax.plot(curve.steps[m], y[m], color=color, lw=2, label=f"{name} theory{suffix}", zorder=3)
     c = line.get_color()
+    bad = m & ~curve.valid
+    if np.any(bad):  # points where the theory's own validity test failed: drawn over, and said so in the legend
+        ax.plot(curve.steps[bad], y[bad], ls="none", marker="x", ms=5, color=c, zorder=4,
+                label=f"{name} theory outside its validity")
     if np.any(m) and (curve.status == "diverged" or np.sum(m) < 3):  # mark where a short or stopped curve ends
         last = np.nonzero(m)[0][-1]
         ax.plot([curve.steps[last]], [y[last]], "o" if curve.status != "diverged" else "X", color=c, ms=7,

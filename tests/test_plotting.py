@@ -92,3 +92,14 @@ def test_curves_drawn_on_one_axes_all_stay_in_view(tmp_path):
         y = c.excess_risk[c.steps > 0]
         assert bottom <= y.min() and y.max() <= top
     assert ax.get_xlim()[1] >= 10**4
+
+
+def test_points_outside_validity_are_marked():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    curve = hd.solve(hd.matrix_isotropic(30, 60, seed=1), hd.Muon(0.2, batch=8), 300)
+    assert curve.status == "outside_validity"
+    ax = hd.plot(curve)
+    labels = ax.get_legend_handles_labels()[1]
+    assert any("outside its validity" in t for t in labels)

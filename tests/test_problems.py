@@ -121,3 +121,47 @@ def test_inadmissible_power_law_warns():
 def test_constructor_errors_name_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# --- matrix problems ---------------------------------------------------------------------------------------------
+
+def test_matrix_powerlaw_modes_and_risk():
+    p = hd.matrix_powerlaw(20, 40, 1.0, 0.5, noise=hd.Gaussian(0.1), seed=3)
+    j = np.arange(1, 21.0)
+    np.testing.assert_allclose(p.initial_error_modes(), j ** -1.0, rtol=1e-12)  # rho_j(0) = j^-2 beta exactly
+    assert p.outputs == 40 and p.d == p.n == 20 and p.noise_variance == pytest.approx(40 * 0.01)
+    assert p.initial_risk == pytest.approx(0.5 * (np.sum(j ** -3.0) + 0.4))
+    r = hd.matrix_powerlaw(20, 40, 1.0, 0.5, seed=3, rotated=True)
+    np.testing.assert_allclose(r.initial_error_modes(), j ** -1.0, rtol=1e-10)
+    assert not r.diagonal and np.allclose(r.covariance(), r.covariance().T)
+
+
+def test_matrix_stream_risk_is_the_closed_form_and_samples_have_the_law():
+    import jax
+    import jax.numpy as jnp
+
+    p = hd.matrix_powerlaw(6, 4, 1.0, 0.5, noise=hd.Gaussian(0.3), seed=1, rotated=True)
+    W = np.random.default_rng(0).standard_normal((4, 6))
+    with jax.enable_x64(True):
+        arrays = p.jax_arrays(jnp.float64)
+        assert float(p.stream.risk(arrays, jnp.asarray(W))) == pytest.approx(p.risk(W), rel=1e-12)
+        x, y = p.stream.sample(arrays, jax.random.PRNGKey(0), 200_000, jnp.float64)
+        x, y = np.asarray(x), np.asarray(y)
+    mc = 0.5 * np.mean(np.sum((x @ W.T - y) ** 2, axis=1))
+    assert mc == pytest.approx(p.risk(W), rel=0.02)
+    np.testing.assert_allclose(np.cov(x.T), p.covariance(), atol=0.02)
+
+
+def test_matrix_problem_round_trip_and_errors():
+    p = hd.matrix_powerlaw(5, 3, 1.0, 0.0, noise=hd.Rademacher(0.2), seed=2)
+    q = hd.MatrixProblem.from_dict(p.to_dict(arrays=True))
+    np.testing.assert_array_equal(q.target, p.target)
+    assert q.initial_risk == p.initial_risk and q.noise == p.noise
+    with pytest.raises(ValueError, match="target has shape"):
+        hd.MatrixProblem(eigenvalues=np.ones(3), target=np.ones((2, 4)))
+    with pytest.raises(ValueError, match="init has shape"):
+        hd.MatrixProblem(eigenvalues=np.ones(3), target=np.ones((2, 3)), init=np.ones((3, 3)))
+    with pytest.raises(ValueError, match="orthogonal"):
+        hd.MatrixProblem(eigenvalues=np.ones(2), target=np.ones((2, 2)), basis=np.ones((2, 2)))
+    with pytest.raises(ValueError, match="alpha"):
+        hd.matrix_powerlaw(5, 3, 0.0, 0.5)

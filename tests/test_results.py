@@ -115,3 +115,14 @@ def test_repr_and_describe_say_what_the_numbers_are():
     assert "final risk" not in r and "diverged at step 2" in d.describe()
     one = hd.solve(p, hd.SGD(1e6), steps=300)
     assert one.steps.size == 1 and "(the initial risk)" in repr(one)
+
+
+def test_validity_flags_round_trip(tmp_path):
+    c = hd.RiskCurve(steps=[0, 1, 2], risk=[1.0, 0.5, 0.4], sigma2=0.0, status="outside_validity",
+                     message="why", valid=[True, True, False])
+    d = hd.RiskCurve.load(c.save(tmp_path / "v"))
+    np.testing.assert_array_equal(d.valid, [True, True, False])
+    assert d.status == "outside_validity" and "outside the theory's validity: why" in d.describe()
+    assert not d.diverged
+    with pytest.raises(ValueError, match="valid"):
+        hd.RiskCurve(steps=[0, 1], risk=[1.0, 0.5], sigma2=0.0, valid=[True])
