@@ -167,3 +167,16 @@ def test_inadmissible_power_law_warns_on_one_line(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "hdtheory: warning: powerlaw(alpha=0.25, beta=0.25): 2 alpha + 2 beta = 1 <= 1" in r.stderr
     assert np.isfinite(float(r.stdout.split("risk R = ")[1].split()[0]))
+
+
+def test_matrix_optimizers_default_to_the_matrix_power_law(tmp_path):
+    r = run("compare", "signsvd", "--d", "40", "--m", "80", "--noise", "gaussian:0.1", "--lr", "0.03", "--steps", "100",
+            "--per-decade", "5", "--seeds", "8", "--quiet", "--out", "m.png", cwd=tmp_path)
+    _no_traceback(r)
+    assert r.returncode in (0, 3), r.stdout + r.stderr
+    assert "matrix_powerlaw n=40 m=80" in r.stdout and (tmp_path / "m.png").read_bytes()[:8] == PNG
+    r = run("solve", "muon", "--d", "30", "--ns-coefficients", "3.4445,-4.7750,2.0315", "--ns-dtype", "float64",
+            "--lr", "0.05", "--steps", "50", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run("solve", "signsvd", "--problem", "powerlaw", "--d", "30", "--lr", "0.05", "--steps", "50", cwd=tmp_path)
+    assert r.returncode == 2 and "matrix problem" in r.stderr
