@@ -22,7 +22,7 @@ def test_tuned_risks_match_optimal_lr():
     grid = np.array([0, 100, 1000])
     lr, risk, edge, valid = phases.tuned_risks(p, hd.SGD(1.0), grid, points=20)
     for h, k in enumerate((100, 1000)):
-        lr_ref, r_ref = hd.tuning.optimal_lr(p, hd.SGD(1.0), k, full=True)
+        _, r_ref = hd.tuning.optimal_lr(p, hd.SGD(1.0), k, full=True)
         assert risk[h] == pytest.approx(r_ref, rel=2e-3)
         assert not edge[h] and valid[h]
     assert lr[1] <= lr[0] * 1.01  # a longer horizon never wants a larger constant lr here
