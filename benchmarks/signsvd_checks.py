@@ -13,10 +13,10 @@ import argparse
 import time
 
 import numpy as np
+from _report import Report
 
 import hdtheory as hd
 import validation
-from _report import Report
 
 
 def cases(quick: bool):

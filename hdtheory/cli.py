@@ -223,6 +223,7 @@ def _check_counts(args):
 
 def _problem(args):
     import hdtheory as hd
+
     from .noise import parse_noise
 
     try:
@@ -248,6 +249,7 @@ def _problem(args):
 def _resolve(args):
     """(problem, optimizer, how the lr was chosen) from the parsed arguments."""
     import hdtheory as hd
+
     from .theory import optimizer_class
 
     cls = optimizer_class(args.optimizer)
@@ -378,6 +380,7 @@ def cmd_compare(args) -> int:
 
 def cmd_threshold(args) -> int:
     import hdtheory as hd
+
     from .theory import optimizer_class
 
     prob = _problem(args)

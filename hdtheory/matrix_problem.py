@@ -160,7 +160,7 @@ class MatrixProblem:
         return self.risk(self.init)
 
     @property
-    def stream(self) -> "MatrixStream":
+    def stream(self) -> MatrixStream:
         return MatrixStream(noise=self.noise, diagonal=self.basis is None)
 
     def jax_arrays(self, dtype) -> dict:
@@ -181,7 +181,7 @@ class MatrixProblem:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MatrixProblem":
+    def from_dict(cls, d: dict) -> MatrixProblem:
         return cls(eigenvalues=d["eigenvalues"], target=d["target"], init=d["init"], noise=noise_from_dict(d["noise"]),
                    basis=d.get("basis"), info=d.get("info", {}))
 

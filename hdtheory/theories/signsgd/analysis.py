@@ -7,7 +7,8 @@ effects). The floor is the fixed point of (G3), rho~_j* = lr n_j / (2 a_B(s*) mu
 
 (it depends on K only through its diagonal; per-example placement: the exact fixed point of (G4)). The no-progress
 lr is the constant lr whose floor equals the initial risk, lr_np = 2 s0^2 a_B(s0) / sum_i sqrt(K_ii). All use the
-base lr (no schedule).
+base lr (no schedule). Matrix problems (m outputs): s is the per-row value, s^2 = (2 R - m sigma^2)/m (rows
+decouple; the floor is m times a row's), so R* = m (sigma^2 + s*^2)/2.
 """
 from __future__ import annotations
 
@@ -21,15 +22,22 @@ from .drift import DriftLaw, drift_law
 from .modes import modes
 
 
+def outputs(problem) -> int:
+    """The number of outputs m of a problem (1 for a vector problem)."""
+    return int(getattr(problem, "outputs", 1))
+
+
 def _check_opt(opt):
     if not isinstance(opt, SignSGD):
         raise ValueError(f"expected an hd.SignSGD, got {opt!r}")
 
 
 def _s_of_risk(problem, risk) -> float:
-    s2 = 2.0 * float(risk) - problem.sigma2
+    """The per-row s at ``risk``: s^2 = (2 risk - m sigma^2)/m."""
+    m = outputs(problem)
+    s2 = (2.0 * float(risk) - problem.noise_variance) / m
     if not (math.isfinite(s2) and s2 >= -1e-12 * max(problem.sigma2, 1e-300)):
-        raise ValueError(f"risk must be finite and >= sigma^2/2 = {0.5 * problem.sigma2}, got {risk!r}")
+        raise ValueError(f"risk must be finite and >= m sigma^2/2 = {0.5 * problem.noise_variance}, got {risk!r}")
     return math.sqrt(max(s2, 0.0))
 
 
@@ -45,8 +53,9 @@ def effective_lr(problem, opt, risk=None) -> float:
 
 
 def overshoot(problem, opt, risk=None) -> float:
-    """2 lr a_B(s) mu_max at risk ``risk`` (default the initial one): the theory is valid while this is << 1
-    (at 1 a coordinate overshoots within one step)."""
+    """2 lr a_B(s) mu_max at risk ``risk`` (default the initial one): above 1 the fastest mode overshoots within
+    one step (its rho~ is then set by the noise term; what (G3) must not pass is the Cauchy-Schwarz bound on its
+    drift, docs/derivations/signsgd.md §7)."""
     m = modes(problem)
     return 2.0 * effective_lr(problem, opt, risk) * float(m.mu.max())
 
@@ -74,9 +83,10 @@ def stationary_risk(problem, opt) -> float:
     _check_opt(opt)
     m = modes(problem)
     lr = opt.lr
+    rows = outputs(problem)
     if not opt.per_example:
         s = _floor_s(drift_law(problem.noise, opt.batch), 0.5 * lr * m.sqrt_diag_sum)
-        return 0.5 * (problem.sigma2 + s * s)
+        return 0.5 * rows * (problem.sigma2 + s * s)
     law = drift_law(problem.noise, 1)
     B = opt.batch
 
@@ -95,7 +105,7 @@ def stationary_risk(problem, opt) -> float:
     while excess(hi) > 0:
         hi += 2.0
     s = math.exp(brentq(excess, lo, hi, xtol=1e-14, rtol=1e-15, maxiter=500))
-    return 0.5 * (problem.sigma2 + s * s)
+    return 0.5 * rows * (problem.sigma2 + s * s)
 
 
 def no_progress_lr(problem, opt) -> float:
@@ -106,7 +116,7 @@ def no_progress_lr(problem, opt) -> float:
     at constant schedule."""
     _check_opt(opt)
     m = modes(problem)
-    s0 = math.sqrt(max(2.0 * problem.initial_risk - problem.sigma2, 0.0))
+    s0 = _s_of_risk(problem, max(problem.initial_risk, 0.5 * problem.noise_variance))
     if s0 == 0.0:
         return 0.0
     if not opt.per_example:

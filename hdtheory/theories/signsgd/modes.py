@@ -8,6 +8,7 @@ covariance of sign x), the per-mode constants are
     mu_j (the preconditioned spectrum),   n_j = w_j^T D^{1/4} K_sigma D^{1/4} w_j (noise weights),
     rho~_j(0) = (w_j^T D^{1/4} e_0)^2,    sum_i sqrt(K_ii) (the floor's scale).
 
+Matrix problems (W in R^{m x n}): the constants are a row's and rho~(0) is summed over the rows of W_0 - W*.
 Diagonal K: mu_i = n_i = sqrt(lambda_i), O(d). Dense K: an O(d^3) setup (arcsine O(d^2), one eigh, one GEMM), done
 once per problem object (cached by identity) and checked against sum n = sum sqrt(K_ii), sum mu n = tr(K K_sigma),
 n >= 0, sum mu rho~(0) = e_0^T K e_0. Coordinates with K_ii <= 1e-12 max K_ii never move and are dropped; equal mu_j
@@ -63,17 +64,17 @@ def _modes(problem, merge: bool) -> SignModes:
         if not hasattr(problem, name):
             raise ValueError(f"signSGD theory needs the problem's {name!r} (an hd problem: hd.Problem, "
                              f"hd.from_covariance, ...), got {type(problem).__name__}")
-    e0 = np.asarray(problem.init, dtype=np.float64) - np.asarray(problem.target, dtype=np.float64)
+    e0 = np.atleast_2d(np.asarray(problem.init, dtype=np.float64) - np.asarray(problem.target, dtype=np.float64))
     if problem.basis is None:
         mu = np.sqrt(problem.eigenvalues)
         n = mu.copy()
-        rho = mu * e0 * e0
+        rho = mu * e0[0] * e0[0] if e0.shape[0] == 1 else mu * np.einsum("ij,ij->j", e0, e0)
         ssum = float(mu.sum())
     else:
         K = problem.covariance()
         Kd = np.diag(K).copy()
         keep = Kd > 1e-12 * max(float(Kd.max()), 0.0)
-        K, e, Kd = K[np.ix_(keep, keep)], e0[keep], Kd[keep]
+        K, e, Kd = K[np.ix_(keep, keep)], e0[:, keep], Kd[keep]
         q = Kd ** 0.25
         Kt = K / np.outer(q, q)
         mu, W = np.linalg.eigh(0.5 * (Kt + Kt.T))
@@ -84,7 +85,11 @@ def _modes(problem, merge: bool) -> SignModes:
         np.fill_diagonal(Ks, 1.0)
         N = Ks * np.outer(q, q)
         n = np.einsum("ij,ij->j", W, N @ W)
-        rho = (W.T @ (q * e)) ** 2
+        if e.shape[0] == 1:
+            rho = (W.T @ (q * e[0])) ** 2
+        else:
+            proj = (q * e) @ W
+            rho = np.einsum("ij,ij->j", proj, proj)
         ssum = float(sd.sum())
         scale = ssum
         assert abs(n.sum() - ssum) <= 1e-10 * scale, "setup invariant sum n = sum sqrt(K_ii) failed"
@@ -92,7 +97,7 @@ def _modes(problem, merge: bool) -> SignModes:
         assert abs(float(mu @ n) - trKKs) <= 1e-10 * max(abs(trKKs), 1e-300) + 1e-12 * scale * mu.max(), \
             "setup invariant sum mu n = tr(K K_sigma) failed"
         assert np.all(n >= -1e-10 * scale), "setup invariant n >= 0 failed"
-        s0 = float(e @ K @ e)
+        s0 = float(np.einsum("ij,ij->", e @ K, e))
         assert abs(float(mu @ rho) - s0) <= 1e-10 * max(s0, 1e-300) + 1e-13 * scale, \
             "setup invariant sum mu rho(0) = e0^T K e0 failed"
         n = np.clip(n, 0.0, None)

@@ -10,9 +10,23 @@ Derivations and measured accuracy: docs/derivations/signsvd.md.
 """
 import numpy as np
 
-from .analysis import IsotropicEquivalence, critical_lr, floor, isotropic_equivalence, noise_sum, nuclear_norm_mean
-from .factors import BatchTransition, batch_transition, equivalent_factors, kappa0, polar_factors, single_sample_factors
-from .theory import MuonTheory, SignSVDTheory, SignSVDState
+from .analysis import (
+    IsotropicEquivalence,
+    critical_lr,
+    floor,
+    isotropic_equivalence,
+    noise_sum,
+    nuclear_norm_mean,
+)
+from .factors import (
+    BatchTransition,
+    batch_transition,
+    equivalent_factors,
+    kappa0,
+    polar_factors,
+    single_sample_factors,
+)
+from .theory import MuonTheory, SignSVDState, SignSVDTheory
 
 
 def ns_gain(s, ns_steps: int = 5, coefficients=(3.4445, -4.7750, 2.0315)):

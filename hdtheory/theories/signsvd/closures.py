@@ -54,11 +54,10 @@ def apply_drift(rho, coef, nu, lr, noise):
         r = rho[j]
         d = coef[j] * r
         cs = math.sqrt(max(r, 0.0) * nu[j])
-        if d > cs:
-            d = cs
+        d = min(d, cs)
         rate = 2.0 * lr * d / r if r > 0.0 else 0.0
         r = r - 2.0 * lr * d + lr * lr * nu[j]
-        rho[j] = r if r > 0.0 else 0.0
+        rho[j] = max(0.0, r)
         q = noise[j] * max(1.0 - rate, 0.0) + lr * lr * nu[j]
         noise[j] = min(q, rho[j])
 
