@@ -44,3 +44,9 @@ def test_muon_noise_floor_is_flagged_not_trusted():
     assert curve.valid[:5].all() and not curve.valid[-1]
     # SignSVD on the same problem stays valid
     assert hd.solve(p, hd.SignSVD(0.2, batch=8), 300).valid.all()
+
+
+def test_large_batch_mean_field_is_flagged():
+    """B = n/3 on an isotropic noiseless problem: (C2) is 25-35% off around the knee; the curve says so."""
+    curve = hd.solve(hd.matrix_isotropic(60, 120, seed=1), hd.SignSVD(0.2, batch=20), 100)
+    assert curve.status == "outside_validity" and "mean field" in curve.message

@@ -29,6 +29,8 @@ C2_COLUMNS = 512
 C2_MIN_SAMPLES = 8
 #: (C3) is used while the residual's effective rank is at least this many times B
 SPREAD_FACTOR = 10.0
+#: SignSVD's (C2) is trusted up to this batch as a fraction of n
+C2_MAX_BATCH_FRACTION = 0.25
 #: Muon at B > 1: the mean-field gains hold while at most this fraction of E is accumulated update noise
 MUON_NOISE_FRACTION = 0.4
 
@@ -100,6 +102,11 @@ class SignSVDTheory(Theory):
             return (f"batch {st.batch} >= n = {st.lam.shape[0]} with a residual of effective rank below "
                     f"{SPREAD_FACTOR:g} B: no closure of {opt.name} holds there (the spread-residual closure is "
                     "stepped)")
+        n = st.lam.shape[0]
+        if reg == cl.C2 and st.policy == cl.POLICY_SIGNSVD and st.batch > C2_MAX_BATCH_FRACTION * n:
+            return (f"batch {st.batch} > n/4 = {n / 4:g} with a residual of effective rank below {SPREAD_FACTOR:g} B: "
+                    "the sampled mean field drops the spread of (W - W*)^T (W - W*) around its diagonal, which "
+                    "matters when one step moves a large share of the directions (measured 35% off at B = n/3)")
         if st.policy == cl.POLICY_MUON and st.batch > 1:
             phi = float(np.dot(st.lam, st.noise)) / max(2.0 * self.risk(st), 1e-300)
             if phi > MUON_NOISE_FRACTION:
