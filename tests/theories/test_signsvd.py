@@ -149,3 +149,15 @@ def test_errors_name_the_problem():
         hd.solve(hd.powerlaw(20, 1.0, 0.5), hd.SignSVD(0.1), 10)
     with pytest.raises(ValueError, match="momentum"):
         hd.solve(hd.matrix_isotropic(10, 20), hd.Muon(0.1, momentum=0.9), 10)
+
+
+def test_isotropic_equivalence_with_signsgd_at_batch_one():
+    """SignSGD's theory at the matched lr, read at f k, reproduces SignSVD's at k (B = 1, f = 2.4551 at n = 100)."""
+    p = hd.matrix_isotropic(100, 200, seed=0)
+    eq = hd.signsvd.isotropic_equivalence(100, 200, 1, 0.2)
+    assert eq.time_factor == pytest.approx(2.4551, abs=2e-4)
+    svd = hd.solve(p, hd.SignSVD(0.2), 400)
+    grid = np.unique(np.round(svd.steps * eq.time_factor).astype(int))
+    sgn = hd.solve(p, hd.SignSGD(eq.lr_signsgd), grid=grid)
+    ratio = np.interp(svd.steps * eq.time_factor, sgn.steps, sgn.risk) / svd.risk
+    np.testing.assert_allclose(ratio, 1.0, atol=0.015)
