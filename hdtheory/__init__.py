@@ -5,7 +5,7 @@
     lr_c  = hd.stability_threshold(prob, hd.SGD(lr=1.0, batch=4))
 
 Generic verbs live here; optimizer-specific analysis in the optimizer's namespace (``hd.clipped_sgd``,
-``hd.signsgd``, ``hd.la_diloco``, loaded on first use); theory-optimal hyperparameters in ``hd.tuning``.
+``hd.signsgd``, ``hd.la_diloco``, loaded on first use); theory-optimal hyperparameters by ``hd.tune`` (searches in ``hd.tuning``).
 """
 __version__ = "0.2.0"
 
@@ -20,6 +20,7 @@ from .problems import Problem, from_covariance, isotropic, powerlaw
 from .results import RiskCurve
 from .schedules import Constant, Piecewise, PowerDecay, Sequence, WarmupCosine
 from .thresholds import EdgeOfStability, edge_of_stability, stability_threshold, stationary_risk, threshold_reason
+from .tuning import Tuned, tune
 
 #: optimizer namespaces and layers above ``solve``, imported on first access (they load Numba theories)
 _LAZY = {"clipped_sgd": "hdtheory.theories.clipped_sgd", "signsgd": "hdtheory.theories.signsgd", "phases": "hdtheory.phases",
@@ -46,5 +47,5 @@ __all__ = [
     "Problem", "Rademacher", "RelativeClip", "RiskCurve", "SGD", "SLA", "Sequence", "SignSGD", "SignSVD", "StudentT",
     "WarmupCosine", "clipped_sgd", "edge_of_stability", "phases", "from_covariance", "isotropic", "la_diloco", "plot",
     "matrix_isotropic", "matrix_powerlaw", "powerlaw", "signsgd", "signsvd", "solve", "stability_threshold", "stationary_risk", "step_grid", "threshold_reason",
-    "tuning",
+    "Tuned", "tune", "tuning",
 ]

@@ -1,17 +1,17 @@
-"""Power-law phase maps from the theory: two optimizers, each at its own theory-optimal lr, over (alpha, beta).
+"""Power-law phase maps from the theory: two optimizers, each at its own theory-optimal hyperparameters, over
+(alpha, beta).
 
 ``gain_map(alphas, betas, opt_a, opt_b, steps)`` builds, per cell, the power-law problem (``hd.powerlaw`` for vector
-optimizers, ``hd.matrix_powerlaw`` when either acts on a matrix), tunes each optimizer's constant lr for every
-horizon of the record grid (``tuned_risks``) and returns an ``xarray.Dataset`` with the risk ratio a / b per
-horizon, the tuned lrs and a phase label per cell:
+optimizers, ``hd.matrix_powerlaw`` when either acts on a matrix), tunes each optimizer with ``hd.tune`` (lr by
+default; ``clip``, ``outer_lr`` where asked) for every horizon of the record grid and returns an
+``xarray.Dataset`` with the risk ratio a / b per horizon, the tuned values and a phase label per cell:
 
 * ``a``: a better at every horizon;  ``b``: b better at every horizon;
 * ``a->b``: a better early, b late (a trade-off);  ``b->a``: the reverse;  ``mixed``: more than one crossing.
 
-The lr search: a log-spaced scan over [1e-4, 1] x the theory's lr scale (``Theory.lr_scale``), each lr solved once on
-the horizons' grid, then per horizon up to ``REFINE`` solves at the vertex of the parabola through the three best
-points so far (in log lr, log risk). A tuned lr on the scan's edge is flagged (``edge``); a curve outside its
-theory's validity at the chosen lr makes the cell ``valid = False``.
+A tuned value on its search range's edge is flagged (``edge``); a curve outside its theory's validity at the
+chosen point makes the cell ``valid = False``. Cells are independent: ``executor=`` spreads them over processes or
+a Dask cluster.
 """
 from __future__ import annotations
 
@@ -20,11 +20,7 @@ import math
 import numpy as np
 
 from .checks import check_int
-from .driver import solve
-from .theory import theory_for
 
-#: parabolic refinements of each horizon's tuned lr after the scan (one solve each)
-REFINE = 3
 #: optimizers whose weights are a matrix (their phase maps use hd.matrix_powerlaw)
 MATRIX_OPTIMIZERS = ("signsvd", "muon")
 
@@ -32,54 +28,9 @@ MATRIX_OPTIMIZERS = ("signsvd", "muon")
 def horizons_grid(steps: int, per_decade: int = 2, first: int = 10) -> np.ndarray:
     """0 and log-spaced horizons from ``first`` to ``steps`` (per_decade per decade, rounded, unique)."""
     steps = check_int("steps", steps)
-    n = max(int(round(per_decade * math.log10(max(steps / first, 1.0)))) + 1, 1)
+    n = max(round(per_decade * math.log10(max(steps / first, 1.0))) + 1, 1)
     h = np.unique(np.round(np.geomspace(min(first, steps), steps, n)).astype(np.int64))
     return np.concatenate([[0], h])
-
-
-def tuned_risks(problem, opt, grid, *, points: int = 20, decades: float = 4.0):
-    """Per horizon of ``grid`` (grid[0] = 0): the theory-optimal constant lr and its risk, whether it sits on the
-    scan's edge, and whether its curve is within the theory's validity. Returns (lr, risk, edge, valid) arrays
-    over grid[1:]."""
-    top = float(theory_for(opt).lr_scale(problem, opt))
-    if not (math.isfinite(top) and top > 0):
-        raise ValueError(f"no finite lr scale for {opt.name} on this problem")
-    logs = np.linspace(math.log(top) - decades * math.log(10.0), math.log(top), points)
-    H = grid.size - 1
-    risk = np.full((points, H), np.inf)
-    valid = np.ones((points, H), dtype=bool)
-    for i, v in enumerate(logs):
-        c = solve(problem, opt.with_lr(math.exp(v)), grid=grid)
-        n = c.risk.size - 1
-        risk[i, :n] = c.risk[1:]
-        valid[i, :n] = c.valid[1:]
-    best = np.argmin(risk, axis=0)
-    lr_out, risk_out = np.exp(logs[best]), risk[best, np.arange(H)]
-    valid_out = valid[best, np.arange(H)]
-    edge = (best == 0) | (best == points - 1)
-    for h in range(H):
-        b = best[h]
-        if edge[h] or not np.all(np.isfinite(risk[b - 1:b + 2, h])):
-            continue
-        xs, ys = list(logs[b - 1:b + 2]), list(np.log(risk[b - 1:b + 2, h]))
-        for _ in range(REFINE):  # parabolic steps in (log lr, log risk) through the three best points so far
-            order = np.argsort(ys)[:3]
-            x, y = np.array(xs)[order], np.array(ys)[order]
-            num = (x[1] - x[0]) ** 2 * (y[1] - y[2]) - (x[1] - x[2]) ** 2 * (y[1] - y[0])
-            dd = (y[1] - y[2]) * (x[1] - x[0]) - (y[1] - y[0]) * (x[1] - x[2])
-            if dd == 0:
-                break
-            v = float(np.clip(x[1] - 0.5 * num / dd, logs[b - 1], logs[b + 1]))
-            if min(abs(v - xi) for xi in xs) < 1e-4:
-                break
-            c = solve(problem, opt.with_lr(math.exp(v)), grid=grid[: h + 2])
-            if c.risk.size < h + 2:
-                break
-            xs.append(v)
-            ys.append(math.log(c.risk[-1]))
-            if c.risk[-1] < risk_out[h]:
-                lr_out[h], risk_out[h], valid_out[h] = math.exp(v), c.risk[-1], c.valid[-1]
-    return lr_out, risk_out, edge, valid_out
 
 
 def phase_label(ratio) -> str:
@@ -109,49 +60,117 @@ def power_law_problem(alpha, beta, d, noise, matrix: bool, m=None, seed: int = 0
     return powerlaw(d, alpha, beta, noise=noise)
 
 
-def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int | None = None, noise=None,
-             horizons=None, points: int = 20, progress: bool = True):
-    """Risk ratio of ``opt_a`` to ``opt_b``, each at its theory-optimal constant lr per horizon, on the power laws
-    (alpha, beta); see the module docstring. ``m``: outputs of the matrix problems (default d). Returns an
-    ``xarray.Dataset`` with ``ratio``, ``risk_a``, ``risk_b``, ``lr_a``, ``lr_b`` on (alpha, beta, horizon), and
-    ``phase``, ``edge`` (a tuned lr on the scan's edge somewhere) and ``valid`` on (alpha, beta)."""
+def _steps_of(opt, horizons, per):
+    """Steps of ``opt`` at each horizon: the horizons themselves (per="steps"), or horizons in samples divided by
+    the samples one step consumes (batch x workers), rounded down to whole updates."""
+    h = np.asarray(horizons, dtype=np.int64)
+    if per == "steps":
+        return h
+    span = opt.steps_per_update
+    s = h // (opt.batch * getattr(opt, "workers", 1)) // span * span
+    if s[0] < span or np.any(np.diff(s) <= 0):
+        raise ValueError(f"the sample horizons {list(h)} do not give increasing whole updates of {opt.name}")
+    return s
+
+
+def gain_cell(alpha, beta, opt_a, opt_b, horizons, d, m, noise, matrix, over_a, over_b, per, points):
+    """One cell of ``gain_map``: both optimizers tuned at every horizon on the cell's power law. Returns a dict of
+    per-horizon arrays (risk_<x>, <param>_<x>) and the flags edge, valid."""
     import warnings
 
+    from .problems import InadmissibleWarning
+    from .tuning import tune
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InadmissibleWarning)
+        prob = power_law_problem(alpha, beta, d, noise, matrix, m)
+    out, edge, valid = {}, False, True
+    for key, opt, over in (("a", opt_a, over_a), ("b", opt_b, over_b)):
+        tuned = tune(prob, opt, list(_steps_of(opt, horizons, per)), over=over, points=points)
+        out[f"risk_{key}"] = np.array([t.risk for t in tuned])
+        for name in over:
+            out[f"{name}_{key}"] = np.array([float(t.params[name]) for t in tuned])
+        edge |= any(t.edge for t in tuned)
+        valid &= all(t.valid for t in tuned)
+    out["edge"], out["valid"] = edge, valid
+    return out
+
+
+def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int | None = None, noise=None,
+             horizons=None, points: int = 16, over_a=("lr",), over_b=("lr",), per: str = "steps", executor=None,
+             progress: bool = True):
+    """Risk ratio of ``opt_a`` to ``opt_b``, each at its theory-optimal hyperparameters (``hd.tune`` over
+    ``over_a`` / ``over_b``; the given values only start the search) per horizon, on the power laws (alpha, beta);
+    see the module docstring. ``horizons`` (default ``horizons_grid(steps)``) count steps, or samples with
+    ``per="samples"`` (each optimizer then runs horizon / (batch x workers) steps: LA-DiLoCo vs SGD at equal
+    samples). ``m``: outputs of the matrix problems (default d). ``executor``: a concurrent.futures-style executor
+    (``submit``) to spread the cells over, e.g. a ``ProcessPoolExecutor`` or a Dask ``Client``; None = in process.
+    Returns an ``xarray.Dataset`` with ``ratio``, ``risk_a``, ``risk_b`` and each tuned hyperparameter
+    (``lr_a``, ``clip_b``, ...) on (alpha, beta, horizon), and ``phase``, ``edge`` (a tuned value on its search
+    range's edge somewhere) and ``valid`` on (alpha, beta)."""
     import xarray as xr
 
-    from .problems import InadmissibleWarning
+    from .tuning import _check_over
 
+    if per not in ("steps", "samples"):
+        raise ValueError(f"per must be 'steps' or 'samples', got {per!r}")
+    over_a, over_b = _check_over(opt_a, over_a), _check_over(opt_b, over_b)
+    if "batch" in over_a + over_b:
+        raise ValueError("gain_map tunes continuous hyperparameters only (batch changes the horizons' meaning)")
     alphas = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
     betas = np.atleast_1d(np.asarray(betas, dtype=np.float64))
-    grid = horizons_grid(steps) if horizons is None else np.concatenate([[0], np.asarray(horizons, dtype=np.int64)])
+    hz = horizons_grid(steps)[1:] if horizons is None else np.asarray(horizons, dtype=np.int64)
+    for opt in (opt_a, opt_b):
+        _steps_of(opt, hz, per)  # fail before any work
     matrix = opt_a.name in MATRIX_OPTIMIZERS or opt_b.name in MATRIX_OPTIMIZERS
-    H = grid.size - 1
-    shape = (alphas.size, betas.size, H)
-    out = {k: np.full(shape, np.nan) for k in ("risk_a", "risk_b", "lr_a", "lr_b")}
+    cells = [(i, j) for i in range(alphas.size) for j in range(betas.size)]
+    args = [(alphas[i], betas[j], opt_a, opt_b, hz, d, m, noise, matrix, over_a, over_b, per, points)
+            for i, j in cells]
+    results = map_cells(gain_cell, args, executor, progress, desc=f"gain map {opt_a.name} / {opt_b.name}")
+    shape = (alphas.size, betas.size, hz.size)
+    keys = [k for k in results[0] if k not in ("edge", "valid")]
+    out = {k: np.full(shape, np.nan) for k in keys}
     edge = np.zeros(shape[:2], dtype=bool)
     valid = np.ones(shape[:2], dtype=bool)
     phase = np.empty(shape[:2], dtype=object)
-    cells = [(i, j) for i in range(alphas.size) for j in range(betas.size)]
+    for (i, j), res in zip(cells, results):
+        for k in keys:
+            out[k][i, j] = res[k]
+        edge[i, j], valid[i, j] = res["edge"], res["valid"]
+        phase[i, j] = phase_label(res["risk_a"] / res["risk_b"])
+    coords = {"alpha": alphas, "beta": betas, "horizon": hz}
+    dims3, dims2 = ("alpha", "beta", "horizon"), ("alpha", "beta")
+    ds = xr.Dataset({"ratio": (dims3, out["risk_a"] / out["risk_b"]), **{k: (dims3, v) for k, v in out.items()},
+                     "phase": (dims2, phase.astype(str)), "edge": (dims2, edge), "valid": (dims2, valid)},
+                    coords=coords)
+    ds.attrs.update(opt_a=str(opt_a.to_dict()), opt_b=str(opt_b.to_dict()), d=int(d), per=per,
+                    m=int(m if m is not None else d) if matrix else 1, noise=str(noise.to_dict() if noise else None))
+    return ds
+
+
+def map_cells(fn, args, executor=None, progress=True, desc="cells"):
+    """[fn(*a) for a in args], in process or spread over ``executor`` (anything with ``submit`` returning futures
+    with ``result()``: concurrent.futures executors, a Dask Client), in order, with a progress bar."""
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        cells = tqdm(cells, desc=f"gain map {opt_a.name} / {opt_b.name}", unit="cell", leave=False)
-    for i, j in cells:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", InadmissibleWarning)
-            prob = power_law_problem(alphas[i], betas[j], d, noise, matrix, m)
-        for key, opt in (("a", opt_a), ("b", opt_b)):
-            lr, risk, e, v = tuned_risks(prob, opt, grid, points=points)
-            out[f"lr_{key}"][i, j], out[f"risk_{key}"][i, j] = lr, risk
-            edge[i, j] |= bool(e.any())
-            valid[i, j] &= bool(v.all())
-        phase[i, j] = phase_label(out["risk_a"][i, j] / out["risk_b"][i, j])
-    coords = {"alpha": alphas, "beta": betas, "horizon": grid[1:]}
-    dims3, dims2 = ("alpha", "beta", "horizon"), ("alpha", "beta")
-    ds = xr.Dataset({"ratio": (dims3, out["risk_a"] / out["risk_b"]),
-                     **{k: (dims3, v) for k, v in out.items()},
-                     "phase": (dims2, phase.astype(str)), "edge": (dims2, edge), "valid": (dims2, valid)},
-                    coords=coords)
-    ds.attrs.update(opt_a=str(opt_a.to_dict()), opt_b=str(opt_b.to_dict()), d=int(d),
-                    m=int(m if m is not None else d) if matrix else 1, noise=str(noise.to_dict() if noise else None))
-    return ds
+        bar = tqdm(total=len(args), desc=desc, unit="cell", leave=False)
+    try:
+        if executor is None:
+            out = []
+            for a in args:
+                out.append(fn(*a))
+                if bar:
+                    bar.update()
+            return out
+        futures = [executor.submit(fn, *a) for a in args]
+        out = []
+        for fut in futures:
+            out.append(fut.result())
+            if bar:
+                bar.update()
+        return out
+    finally:
+        if bar:
+            bar.close()

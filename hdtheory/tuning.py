@@ -1,18 +1,26 @@
 """Theory-optimal hyperparameters: searches over ``hd.solve`` (the layer above the driver).
 
-* ``optimal_lr(problem, opt, steps)``: the constant base lr that minimizes the predicted risk at ``steps``
-  (every other hyperparameter and the schedule's shape kept);
-* ``optimal_clip(problem, lr, batch, steps)``: clipped SGD's best fixed clip level at a given lr;
+* ``tune(problem, opt, steps, over=("lr",))``: the optimizer at the hyperparameters that minimize the predicted
+  risk at ``steps`` (or at each of several horizons), with the achieved risk (``Tuned``). ``over`` names any of
+  ``lr``, ``clip`` (ClippedSGD, a fixed level; inf = SGD is a candidate), ``outer_lr`` (LA-DiLoCo) and ``batch``
+  (at a fixed number of samples: steps x batch of the given optimizer, or ``samples=``);
+* ``lr_search(problem, opt, grid)``: the constant-lr part of it for every horizon of a record grid at once
+  (one solve per scanned lr serves every horizon);
+* ``optimal_lr``, ``optimal_clip``: the classic one-horizon searches (a bounded scalar search to tight tolerance);
 * ``horizon_threshold(problem, opt, steps)``: the finite-horizon threshold of the expected risk, found by the
   same search and criterion as ``validation.empirical_threshold`` applied to ``hd.solve`` instead of a seed
   mean, so that the two compare like with like.
 
-The lr search scans log lr over [1e-4, 1] x the theory's lr scale (``Theory.lr_scale``: the stability
-threshold, or where an optimizer never diverges the lr past which it makes no progress), then refines around
-the best scan point by a bounded scalar search.
+A search over one hyperparameter scans it on a log grid (lr: [1e-4, 1] x the theory's lr scale
+``Theory.lr_scale``, i.e. the stability threshold, or where an optimizer never diverges the lr past which it makes
+no progress; clip: tau^2 / E_0 in [1e-3, 1e3] with c = tau sqrt(tr K / B); outer_lr: [1e-2, 4]) and refines around
+the best point by parabolic steps in (log value, log risk). Several hyperparameters are tuned by coordinate descent
+(``rounds`` sweeps). A curve that diverges or stops before the horizon counts as infinite risk. An optimum on the
+scan's edge is reported in ``Tuned.edge``; a curve outside its theory's validity there in ``Tuned.valid``.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -23,6 +31,28 @@ from .checks import check_batch, check_int, check_positive
 from .driver import solve
 from .theory import theory_for
 
+#: parabolic refinements of a scanned optimum (one solve each)
+REFINE = 4
+#: log-spaced scan ranges of the continuous hyperparameters (lr: relative to the theory's lr scale)
+LR_DECADES = 4.0
+CLIP_RANGE = (1e-3, 1e3)       # tau^2 / E_0
+OUTER_LR_RANGE = (1e-2, 4.0)
+TUNABLE = ("lr", "clip", "outer_lr", "batch")
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """What ``tune`` found for one horizon."""
+
+    optimizer: object      # the given optimizer at the tuned hyperparameters
+    risk: float            # predicted risk at ``steps`` (inf: nothing converged)
+    steps: int             # the horizon (with ``batch`` tuned at fixed samples: samples / (batch x workers))
+    params: dict           # tuned name -> value
+    edge: tuple            # names whose optimum sits on the edge of its search range
+    valid: bool            # the theory's validity test held at the horizon
+    status: str            # the curve's status at the tuned point
+    evaluations: int       # solves spent
+
 
 def _final_risk(problem, opt, grid, accept=("ok", "unstable", "diverged"), **solve_kwargs) -> float:
     """The predicted risk at the grid's end; inf where the curve stops before it or its status is not accepted."""
@@ -30,20 +60,253 @@ def _final_risk(problem, opt, grid, accept=("ok", "unstable", "diverged"), **sol
     return float(curve.risk[-1]) if curve.status in accept and curve.risk.size == grid.size else math.inf
 
 
+def _lr_logs(problem, opt, points, decades=LR_DECADES):
+    top = float(theory_for(opt).lr_scale(problem, opt))
+    if not (math.isfinite(top) and top > 0):
+        raise ValueError(f"no finite lr scale for {opt.name} on this problem: give the lr range by hand")
+    return np.linspace(math.log(top) - decades * math.log(10.0), math.log(top), points)
+
+
+def _parabola_step(xs, ys, lo, hi):
+    """Vertex of the parabola through the three lowest of the points (xs, ys), clipped to [lo, hi]; None where
+    the three points are collinear."""
+    order = np.argsort(ys)[:3]
+    x, y = np.asarray(xs)[order], np.asarray(ys)[order]
+    num = (x[1] - x[0]) ** 2 * (y[1] - y[2]) - (x[1] - x[2]) ** 2 * (y[1] - y[0])
+    den = (y[1] - y[2]) * (x[1] - x[0]) - (y[1] - y[0]) * (x[1] - x[2])
+    if den == 0 or not np.isfinite(den):
+        return None
+    return float(np.clip(x[1] - 0.5 * num / den, lo, hi))
+
+
+def _refine(evaluate, logs, vals, best, refine=REFINE):
+    """Parabolic steps around ``logs[best]`` (a scan point with finite neighbours); ``evaluate(x)`` returns
+    (risk, extra). Returns (x, risk, extra or None, evaluations) of the lowest point seen."""
+    xs, ys = list(logs[best - 1:best + 2]), list(np.log(vals[best - 1:best + 2]))
+    x_best, r_best, extra, n = logs[best], vals[best], None, 0
+    for _ in range(refine):
+        v = _parabola_step(xs, ys, logs[best - 1], logs[best + 1])
+        if v is None or min(abs(v - xi) for xi in xs) < 1e-4:
+            break
+        r, ex = evaluate(v)
+        n += 1
+        if not (r > 0 and math.isfinite(r)):
+            break
+        xs.append(v)
+        ys.append(math.log(r))
+        if r < r_best:
+            x_best, r_best, extra = v, r, ex
+    return x_best, r_best, extra, n
+
+
+def lr_search(problem, opt, grid, *, points: int = 20, decades: float = LR_DECADES, refine: int = REFINE):
+    """Per horizon of ``grid`` (grid[0] = 0): the theory-optimal constant lr and its risk, whether it sits on the
+    scan's edge, and whether its curve is within the theory's validity there. Each scanned lr is solved once on
+    the whole grid; each horizon then takes up to ``refine`` parabolic steps on the grid cut at it. Returns
+    (lr, risk, edge, valid, status, evaluations) with arrays over grid[1:]."""
+    grid = np.asarray(grid, dtype=np.int64)
+    logs = _lr_logs(problem, opt, points, decades)
+    H = grid.size - 1
+    risk = np.full((points, H), np.inf)
+    valid = np.ones((points, H), dtype=bool)
+    status = np.empty((points,), dtype=object)
+    for i, v in enumerate(logs):
+        c = solve(problem, opt.with_lr(math.exp(v)), grid=grid)
+        n = c.risk.size - 1
+        risk[i, :n] = c.risk[1:]
+        valid[i, :n] = c.valid[1:]
+        status[i] = c.status
+    best = np.argmin(risk, axis=0)
+    lr_out, risk_out = np.exp(logs[best]), risk[best, np.arange(H)]
+    valid_out = valid[best, np.arange(H)]
+    status_out = np.array([status[b] for b in best], dtype=object)
+    edge = (best == 0) | (best == points - 1)
+    evaluations = points
+    for h in range(H):
+        b = best[h]
+        if edge[h] or not np.all(np.isfinite(risk[b - 1:b + 2, h])):
+            continue
+
+        def at(v, h=h):
+            c = solve(problem, opt.with_lr(math.exp(v)), grid=grid[: h + 2])
+            if c.risk.size < h + 2:
+                return math.inf, None
+            return float(c.risk[-1]), (bool(c.valid[-1]), c.status)
+
+        x, r, extra, n = _refine(at, logs, risk[:, h], b, refine)
+        evaluations += n
+        if extra is not None:
+            lr_out[h], risk_out[h] = math.exp(x), r
+            valid_out[h], status_out[h] = extra
+    return lr_out, risk_out, edge, valid_out, status_out, evaluations
+
+
+# ------------------------------------------------------------------------------------------------------
+# tune: any subset of the tunable hyperparameters at one or several horizons
+# ------------------------------------------------------------------------------------------------------
+
+def _check_over(opt, over):
+    over = (over,) if isinstance(over, str) else tuple(over)
+    if not over:
+        raise ValueError("over must name at least one hyperparameter")
+    for name in over:
+        if name not in TUNABLE:
+            raise ValueError(f"cannot tune {name!r}: tunable hyperparameters are {TUNABLE}")
+        if name == "batch":
+            continue
+        if not hasattr(opt, name):
+            raise ValueError(f"{type(opt).__name__} has no hyperparameter {name!r} to tune")
+    if "clip" in over:
+        from .optimizers.clipped_sgd import RelativeClip
+
+        if isinstance(opt.clip, RelativeClip) or opt.clip_schedule is not None:
+            raise ValueError("clip tuning searches a fixed clip level: give ClippedSGD a number as clip")
+    if len(set(over)) != len(over):
+        raise ValueError(f"over names a hyperparameter twice: {over}")
+    return over
+
+
+def _clip_logs(problem, opt, points):
+    scale = math.sqrt(problem.trace / opt.batch * 2.0 * problem.initial_risk)  # c = sqrt(t E_0) sqrt(tr K / B)
+    return np.linspace(math.log(CLIP_RANGE[0]), math.log(CLIP_RANGE[1]), points), scale
+
+
+class _Objective:
+    """Risk at one horizon as a function of the optimizer, counting solves and remembering the best point."""
+
+    def __init__(self, problem, steps):
+        self.problem, self.grid, self.evaluations = problem, np.array([0, steps], dtype=np.int64), 0
+        self.best = (math.inf, None, True, "not evaluated")
+
+    def __call__(self, opt) -> float:
+        self.evaluations += 1
+        c = solve(self.problem, opt, grid=self.grid)
+        r = float(c.risk[-1]) if c.risk.size == self.grid.size and c.status != "diverged" else math.inf
+        if r < self.best[0]:
+            self.best = (r, opt, bool(c.valid[-1]), c.status)
+        return r
+
+
+def _search_one(f, opt, name, problem, points, refine):
+    """Tune one continuous hyperparameter of ``opt`` (the others fixed) for the objective ``f``. Returns (opt,
+    risk, on_edge)."""
+    if name == "lr":
+        logs, to_value = _lr_logs(problem, opt, points), math.exp
+    elif name == "clip":
+        logs, scale = _clip_logs(problem, opt, points)
+        to_value = lambda w: math.sqrt(math.exp(w)) * scale
+    else:
+        logs, to_value = np.linspace(*np.log(OUTER_LR_RANGE), points), math.exp
+
+    def at(w):
+        o = dataclasses.replace(opt, **{name: to_value(w)})
+        return f(o), o
+
+    vals = np.empty(points)
+    opts = []
+    for i, w in enumerate(logs):
+        vals[i], o = at(w)
+        opts.append(o)
+    candidates = [(vals.min(), opts[int(np.argmin(vals))])] if np.isfinite(vals.min()) else []
+    if name == "clip":  # no clipping is always a candidate
+        o = dataclasses.replace(opt, clip=math.inf)
+        candidates.append((f(o), o))
+    best = int(np.argmin(vals))
+    edge = best in (0, points - 1)
+    if not edge and np.all(np.isfinite(vals[best - 1:best + 2])):
+        _, r, o, _ = _refine(at, logs, vals, best, refine)
+        if o is not None:
+            candidates.append((r, o))
+    if not candidates:
+        return opt, math.inf, edge
+    r, o = min(candidates, key=lambda t: t[0])
+    if name == "clip" and math.isinf(o.clip):
+        edge = False
+    return o, r, edge
+
+
+def _tune_at(problem, opt, steps, names, points, rounds, refine):
+    """Coordinate descent over the continuous hyperparameters ``names`` at one horizon."""
+    f = _Objective(problem, steps)
+    edges = {}
+    for _ in range(rounds if len(names) > 1 else 1):
+        for name in names:
+            opt, _, edges[name] = _search_one(f, opt, name, problem, points, refine)
+    risk, best, valid, status = f.best
+    best = opt if best is None else best
+    return Tuned(optimizer=best, risk=risk, steps=int(steps), params={n: getattr(best, n) for n in names},
+                 edge=tuple(n for n in names if edges.get(n)), valid=valid, status=status,
+                 evaluations=f.evaluations)
+
+
+def tune(problem, opt, steps, over=("lr",), *, samples: int | None = None, batches=None, points: int = 16,
+         rounds: int = 2, refine: int = REFINE):
+    """The theory-optimal hyperparameters of ``opt`` for the predicted risk at ``steps`` (see the module
+    docstring). ``steps``: a horizon, or a sequence of horizons (then a list of ``Tuned``, one per horizon; tuning
+    only ``lr`` shares one scan among them). ``over``: names from ``lr``, ``clip``, ``outer_lr``, ``batch``;
+    ``batch`` compares ``batches`` (default: powers of 2 up to 1024 that leave at least one update) at fixed
+    ``samples`` (default steps x batch x workers of ``opt``), tuning the other names at each. The given values of
+    the tuned hyperparameters are only starting points (the first round of coordinate descent uses them for the
+    names tuned after)."""
+    over = _check_over(opt, over)
+    points = check_int("points", points)
+    if points < 3:
+        raise ValueError(f"points must be at least 3, got {points}")
+    many = np.ndim(steps) > 0
+    horizons = [check_int("steps", int(s)) for s in np.atleast_1d(steps)]
+    if many and "batch" in over:
+        raise ValueError("tune over batch takes one horizon (a number of samples), not a sequence")
+    names = tuple(n for n in over if n != "batch")
+    if "batch" not in over:
+        if names == ("lr",) and many:
+            grid = np.concatenate([[0], np.asarray(horizons, dtype=np.int64)])
+            if np.any(np.diff(grid) <= 0):
+                raise ValueError("the horizons must increase")
+            lr, risk, edge, valid, status, evals = lr_search(problem, opt, grid, points=points, refine=refine)
+            return [Tuned(optimizer=opt.with_lr(float(lr[h])), risk=float(risk[h]), steps=horizons[h],
+                          params={"lr": float(lr[h])}, edge=("lr",) if edge[h] else (), valid=bool(valid[h]),
+                          status=str(status[h]), evaluations=evals) for h in range(len(horizons))]
+        out = [_tune_at(problem, opt, s, names, points, rounds, refine) for s in horizons]
+        return out if many else out[0]
+    span = opt.steps_per_update
+    per_step = opt.batch * getattr(opt, "workers", 1)
+    total = horizons[0] * per_step if samples is None else check_int("samples", samples)
+    width = per_step // opt.batch
+    cands = batches if batches is not None else [2 ** i for i in range(11)]
+    results, spent = [], 0
+    for B in cands:
+        B = check_batch(B)
+        s = total // (B * width) // span * span
+        if s < span:
+            continue
+        r = _tune_at(problem, dataclasses.replace(opt, batch=B), s, names, points, rounds, refine) if names else None
+        if r is None:
+            f = _Objective(problem, s)
+            rr = f(dataclasses.replace(opt, batch=B))
+            r = Tuned(dataclasses.replace(opt, batch=B), rr, s, {}, (), f.best[2], f.best[3], 1)
+        spent += r.evaluations
+        results.append(r)
+    if not results:
+        raise ValueError(f"no batch in {list(cands)} leaves a full update within {total} samples")
+    best = min(results, key=lambda r: r.risk)
+    Bs = [r.optimizer.batch for r in results]
+    edge = best.edge + (("batch",) if len(Bs) > 1 and best.optimizer.batch in (min(Bs), max(Bs)) else ())
+    return dataclasses.replace(best, params={**best.params, "batch": best.optimizer.batch}, edge=edge,
+                               evaluations=spent)
+
+
 def optimal_lr(problem, opt, steps: int, *, full: bool = False, points: int = 25, **solve_kwargs):
     """Theory-optimal constant base lr of ``opt`` for the horizon ``steps``: minimizes the predicted risk at
     ``steps`` by a log-spaced scan of ``points`` values over [1e-4, 1] x ``lr_scale`` and a bounded scalar
-    search around the best one. Returns the lr, or (lr, risk at steps) with ``full=True``."""
+    search around the best one (tighter and dearer than ``tune``). Returns the lr, or (lr, risk at steps) with
+    ``full=True``."""
     steps = check_int("steps", steps)
-    top = float(theory_for(opt).lr_scale(problem, opt))
-    if not (math.isfinite(top) and top > 0):
-        raise ValueError(f"no finite lr scale for {type(opt).__name__} on this problem: give the lr range by hand")
     grid = np.array([0, steps], dtype=np.int64)
+    logs = _lr_logs(problem, opt, points)
 
     def final(log_lr):
         return _final_risk(problem, opt.with_lr(math.exp(log_lr)), grid, **solve_kwargs)
 
-    logs = np.linspace(math.log(top) - math.log(1e4), math.log(top), points)
     vals = np.array([final(v) for v in logs])
     if not np.any(np.isfinite(vals)):
         raise ValueError("every lr of the scan diverged")
@@ -54,7 +317,7 @@ def optimal_lr(problem, opt, steps: int, *, full: bool = False, points: int = 25
     return (math.exp(best), val) if full else math.exp(best)
 
 
-def optimal_clip(problem, lr: float, batch: int, steps: int, bounds=(1e-3, 1e3)):
+def optimal_clip(problem, lr: float, batch: int, steps: int, bounds=CLIP_RANGE):
     """Theory-optimal fixed clip level of clipped SGD at step size ``lr``: minimizes the predicted risk at
     ``steps`` over c = tau sqrt(tr K / B) with tau^2 / E_0 in ``bounds`` (E_0 = 2 R(0); a log-spaced scan, then
     a bounded search) and compares with c = inf. Returns (c_best, risk_best, risk_sgd); c_best = inf when no

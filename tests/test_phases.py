@@ -1,4 +1,6 @@
-"""hd.phases: labels, the per-horizon lr tuning (against hd.tuning.optimal_lr) and the gain map's layout."""
+"""hd.phases: labels, the gain map's layout, its equal-samples mode, other tuned hyperparameters, executors."""
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -17,17 +19,6 @@ def test_horizons_grid():
     assert g[0] == 0 and g[-1] == 1000 and np.all(np.diff(g) > 0)
 
 
-def test_tuned_risks_match_optimal_lr():
-    p = hd.powerlaw(100, 1.0, 0.5, noise=hd.Gaussian(0.1))
-    grid = np.array([0, 100, 1000])
-    lr, risk, edge, valid = phases.tuned_risks(p, hd.SGD(1.0), grid, points=20)
-    for h, k in enumerate((100, 1000)):
-        _, r_ref = hd.tuning.optimal_lr(p, hd.SGD(1.0), k, full=True)
-        assert risk[h] == pytest.approx(r_ref, rel=2e-3)
-        assert not edge[h] and valid[h]
-    assert lr[1] <= lr[0] * 1.01  # a longer horizon never wants a larger constant lr here
-
-
 def test_gain_map_layout_and_values():
     ds = hd.phases.gain_map([1.0], [0.25, 0.5], hd.SignSGD(1.0), hd.SGD(1.0), 300, d=50,
                             noise=hd.Gaussian(0.1), horizons=[10, 300], points=8, progress=False)
@@ -39,3 +30,34 @@ def test_gain_map_layout_and_values():
     lr = float(ds.lr_b.sel(alpha=1.0, beta=0.5, horizon=300))
     assert hd.solve(p, hd.SGD(lr), grid=np.array([0, 10, 300])).risk[-1] == pytest.approx(
         float(ds.risk_b.sel(alpha=1.0, beta=0.5, horizon=300)), rel=1e-9)
+
+
+def test_gain_map_at_equal_samples_and_on_an_executor():
+    # LA-DiLoCo with 2 workers and H = 2 vs SGD at the same batch: per="samples" gives LA-DiLoCo half the steps
+    dil = hd.LADiLoCo(1.0, batch=2, workers=2, inner_steps=2)
+    kw = dict(d=40, noise=hd.Gaussian(0.1), horizons=[64, 256], points=8, progress=False, per="samples")
+    ds = hd.phases.gain_map([1.0], [0.5], dil, hd.SGD(1.0, batch=2), 0, **kw)
+    p = hd.powerlaw(40, 1.0, 0.5, noise=hd.Gaussian(0.1))
+    lr = float(ds.lr_a.sel(alpha=1.0, beta=0.5, horizon=256))
+    r = hd.solve(p, dil.with_lr(lr), grid=np.array([0, 16, 64])).risk[-1]  # 256 samples = 64 inner steps x 2 x 2
+    assert r == pytest.approx(float(ds.risk_a.sel(alpha=1.0, beta=0.5, horizon=256)), rel=1e-9)
+    lr_b = float(ds.lr_b.sel(alpha=1.0, beta=0.5, horizon=256))
+    r_b = hd.solve(p, hd.SGD(lr_b, batch=2), grid=np.array([0, 32, 128])).risk[-1]
+    assert r_b == pytest.approx(float(ds.risk_b.sel(alpha=1.0, beta=0.5, horizon=256)), rel=1e-9)
+    with ThreadPoolExecutor(2) as ex:
+        again = hd.phases.gain_map([1.0], [0.5], dil, hd.SGD(1.0, batch=2), 0, executor=ex, **kw)
+    assert again.equals(ds)
+
+
+def test_gain_map_tunes_the_clip_level_where_asked():
+    ds = hd.phases.gain_map([0.5], [0.5], hd.ClippedSGD(1.0), hd.SGD(1.0), 300, d=50, noise=hd.StudentT(1.0, 2.5),
+                            horizons=[300], points=8, over_a=("lr", "clip"), progress=False)
+    assert "clip_a" in ds and float(ds.ratio.squeeze()) < 0.99  # clipping helps under these heavy tails
+
+
+def test_gain_map_rejects_bad_requests():
+    with pytest.raises(ValueError, match="per must be"):
+        hd.phases.gain_map([1.0], [0.5], hd.SGD(1.0), hd.SGD(1.0), 100, d=10, per="flops", progress=False)
+    with pytest.raises(ValueError, match="whole updates"):
+        hd.phases.gain_map([1.0], [0.5], hd.LADiLoCo(1.0, workers=4, inner_steps=8), hd.SGD(1.0), 100, d=10,
+                           horizons=[8, 16], per="samples", progress=False)
