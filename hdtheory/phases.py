@@ -73,38 +73,56 @@ def _steps_of(opt, horizons, per):
     return s
 
 
-def gain_cell(alpha, beta, opt_a, opt_b, horizons, d, m, noise, matrix, over_a, over_b, per, points):
-    """One cell of ``gain_map``: both optimizers tuned at every horizon on the cell's power law. Returns a dict of
+def gain_row(alpha, betas, opt_a, opt_b, horizons, d, m, noise, matrix, over_a, over_b, per, points, refine):
+    """One row (fixed alpha) of ``gain_map``: both optimizers tuned at every horizon on each cell's power law, the
+    lr scan of each cell warm-started from the previous cell's optima. Returns a list of dicts, one per beta, of
     per-horizon arrays (risk_<x>, <param>_<x>) and the flags edge, valid."""
     import warnings
 
     from .problems import InadmissibleWarning
     from .tuning import tune
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", InadmissibleWarning)
-        prob = power_law_problem(alpha, beta, d, noise, matrix, m)
-    out, edge, valid = {}, False, True
-    for key, opt, over in (("a", opt_a, over_a), ("b", opt_b, over_b)):
-        tuned = tune(prob, opt, list(_steps_of(opt, horizons, per)), over=over, points=points)
-        out[f"risk_{key}"] = np.array([t.risk for t in tuned])
-        for name in over:
-            out[f"{name}_{key}"] = np.array([float(t.params[name]) for t in tuned])
-        edge |= any(t.edge for t in tuned)
-        valid &= all(t.valid for t in tuned)
-    out["edge"], out["valid"] = edge, valid
-    return out
+    near = {"a": None, "b": None}
+    row = []
+    for beta in betas:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InadmissibleWarning)
+            prob = power_law_problem(alpha, beta, d, noise, matrix, m)
+        out, edge, valid = {}, False, True
+        for key, opt, over in (("a", opt_a, over_a), ("b", opt_b, over_b)):
+            steps = list(_steps_of(opt, horizons, per))
+            tuned = tune(prob, opt, steps, over=over, points=points, refine=refine, near=near[key])
+            out[f"risk_{key}"] = np.array([t.risk for t in tuned])
+            for name in over:
+                out[f"{name}_{key}"] = np.array([float(t.params[name]) for t in tuned])
+            if over == ("lr",):
+                frac = out[f"lr_{key}"] / _lr_scale(prob, opt)
+                near[key] = (float(frac.min()), float(frac.max()))
+            edge |= any(t.edge for t in tuned)
+            valid &= all(t.valid for t in tuned)
+        out["edge"], out["valid"] = edge, valid
+        row.append(out)
+    return row
+
+
+def _lr_scale(problem, opt):
+    from .theory import theory_for
+
+    return float(theory_for(opt).lr_scale(problem, opt))
 
 
 def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int | None = None, noise=None,
-             horizons=None, points: int = 16, over_a=("lr",), over_b=("lr",), per: str = "steps", executor=None,
-             progress: bool = True):
+             horizons=None, points: int = 16, refine: int = 2, over_a=("lr",), over_b=("lr",), per: str = "steps",
+             executor=None, progress: bool = True):
     """Risk ratio of ``opt_a`` to ``opt_b``, each at its theory-optimal hyperparameters (``hd.tune`` over
     ``over_a`` / ``over_b``; the given values only start the search) per horizon, on the power laws (alpha, beta);
     see the module docstring. ``horizons`` (default ``horizons_grid(steps)``) count steps, or samples with
     ``per="samples"`` (each optimizer then runs horizon / (batch x workers) steps: LA-DiLoCo vs SGD at equal
-    samples). ``m``: outputs of the matrix problems (default d). ``executor``: a concurrent.futures-style executor
-    (``submit``) to spread the cells over, e.g. a ``ProcessPoolExecutor`` or a Dask ``Client``; None = in process.
+    samples). ``m``: outputs of the matrix problems (default d). ``points``, ``refine``: the lr lattice and the
+    parabolic steps per horizon (``hd.tuning.lr_search``; two steps put the tuned risks within ~1e-4 of their
+    optimum); each cell's scan starts at its row neighbour's optima. ``executor``: a concurrent.futures-style
+    executor (``submit``) to spread the rows (fixed alpha) over, e.g. a ``ProcessPoolExecutor`` or a Dask
+    ``Client``; None = in process; the result does not depend on it.
     Returns an ``xarray.Dataset`` with ``ratio``, ``risk_a``, ``risk_b`` and each tuned hyperparameter
     (``lr_a``, ``clip_b``, ...) on (alpha, beta, horizon), and ``phase``, ``edge`` (a tuned value on its search
     range's edge somewhere) and ``valid`` on (alpha, beta)."""
@@ -123,21 +141,20 @@ def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int |
     for opt in (opt_a, opt_b):
         _steps_of(opt, hz, per)  # fail before any work
     matrix = opt_a.name in MATRIX_OPTIMIZERS or opt_b.name in MATRIX_OPTIMIZERS
-    cells = [(i, j) for i in range(alphas.size) for j in range(betas.size)]
-    args = [(alphas[i], betas[j], opt_a, opt_b, hz, d, m, noise, matrix, over_a, over_b, per, points)
-            for i, j in cells]
-    results = map_cells(gain_cell, args, executor, progress, desc=f"gain map {opt_a.name} / {opt_b.name}")
+    args = [(a, betas, opt_a, opt_b, hz, d, m, noise, matrix, over_a, over_b, per, points, refine) for a in alphas]
+    rows = map_cells(gain_row, args, executor, progress, desc=f"gain map {opt_a.name} / {opt_b.name} (rows)")
     shape = (alphas.size, betas.size, hz.size)
-    keys = [k for k in results[0] if k not in ("edge", "valid")]
+    keys = [k for k in rows[0][0] if k not in ("edge", "valid")]
     out = {k: np.full(shape, np.nan) for k in keys}
     edge = np.zeros(shape[:2], dtype=bool)
     valid = np.ones(shape[:2], dtype=bool)
     phase = np.empty(shape[:2], dtype=object)
-    for (i, j), res in zip(cells, results):
-        for k in keys:
-            out[k][i, j] = res[k]
-        edge[i, j], valid[i, j] = res["edge"], res["valid"]
-        phase[i, j] = phase_label(res["risk_a"] / res["risk_b"])
+    for i, row in enumerate(rows):
+        for j, res in enumerate(row):
+            for k in keys:
+                out[k][i, j] = res[k]
+            edge[i, j], valid[i, j] = res["edge"], res["valid"]
+            phase[i, j] = phase_label(res["risk_a"] / res["risk_b"])
     coords = {"alpha": alphas, "beta": betas, "horizon": hz}
     dims3, dims2 = ("alpha", "beta", "horizon"), ("alpha", "beta")
     ds = xr.Dataset({"ratio": (dims3, out["risk_a"] / out["risk_b"]), **{k: (dims3, v) for k, v in out.items()},

@@ -99,29 +99,68 @@ def _refine(evaluate, logs, vals, best, refine=REFINE):
     return x_best, r_best, extra, n
 
 
-def lr_search(problem, opt, grid, *, points: int = 20, decades: float = LR_DECADES, refine: int = REFINE):
-    """Per horizon of ``grid`` (grid[0] = 0): the theory-optimal constant lr and its risk, whether it sits on the
-    scan's edge, and whether its curve is within the theory's validity there. Each scanned lr is solved once on
-    the whole grid; each horizon then takes up to ``refine`` parabolic steps on the grid cut at it. Returns
-    (lr, risk, edge, valid, status, evaluations) with arrays over grid[1:]."""
+@dataclass(frozen=True)
+class LRSearch:
+    """Per horizon of a record grid (grid[1:]): what ``lr_search`` found."""
+
+    lr: np.ndarray         # tuned constant base lr
+    risk: np.ndarray       # predicted risk at the horizon
+    edge: np.ndarray       # the scan's best point was the lattice's first or last
+    valid: np.ndarray      # the theory's validity test held at the horizon
+    status: np.ndarray     # status of the tuned curve
+    scale: float           # the theory's lr scale (the lattice's top)
+    evaluations: int       # solves spent (the refinements solve only up to their horizon)
+
+
+def lr_search(problem, opt, grid, *, points: int = 20, decades: float = LR_DECADES, refine: int = REFINE,
+              near=None) -> LRSearch:
+    """The theory-optimal constant lr of ``opt`` at every horizon of ``grid`` (grid[0] = 0). The scan lattice has
+    ``points`` log-spaced lrs over [10^-decades, 1] x the theory's lr scale; each scanned lr is solved once on the
+    whole grid, then each horizon takes up to ``refine`` parabolic steps on the grid cut at it. ``near`` = (f_lo,
+    f_hi), fractions of the lr scale where the optima are expected (a neighbouring cell's), starts the scan on the
+    lattice points between them (one more on each side) and extends it while a horizon's best point sits on the
+    scanned range's edge: on a unimodal risk the result is the full scan's, at fewer solves."""
     grid = np.asarray(grid, dtype=np.int64)
-    logs = _lr_logs(problem, opt, points, decades)
+    top = float(theory_for(opt).lr_scale(problem, opt))
+    if not (math.isfinite(top) and top > 0):
+        raise ValueError(f"no finite lr scale for {opt.name} on this problem")
+    logs = np.linspace(math.log(top) - decades * math.log(10.0), math.log(top), points)
     H = grid.size - 1
     risk = np.full((points, H), np.inf)
     valid = np.ones((points, H), dtype=bool)
     status = np.empty((points,), dtype=object)
-    for i, v in enumerate(logs):
-        c = solve(problem, opt.with_lr(math.exp(v)), grid=grid)
+    done = np.zeros(points, dtype=bool)
+
+    def scan(i):
+        c = solve(problem, opt.with_lr(math.exp(logs[i])), grid=grid)
         n = c.risk.size - 1
         risk[i, :n] = c.risk[1:]
         valid[i, :n] = c.valid[1:]
-        status[i] = c.status
+        status[i], done[i] = c.status, True
+
+    if near is None:
+        lo, hi = 0, points - 1
+    else:
+        f = np.log(np.clip(np.asarray(near, dtype=np.float64), 1e-300, None) * top)
+        lo = int(np.clip(np.searchsorted(logs, f.min()) - 1, 0, points - 1))
+        hi = int(np.clip(np.searchsorted(logs, f.max()), lo, points - 1))
+    for i in range(lo, hi + 1):
+        scan(i)
+    while True:  # extend a warm-started range while an optimum sits on its edge
+        best = np.argmin(np.where(done[:, None], risk, np.inf), axis=0)
+        grow = [i for i in ((lo - 1) if np.any(best == lo) else None, (hi + 1) if np.any(best == hi) else None)
+                if i is not None and 0 <= i < points and not done[i]]
+        if not grow:
+            break
+        for i in grow:
+            scan(i)
+        lo, hi = min(lo, *grow), max(hi, *grow)
     best = np.argmin(risk, axis=0)
-    lr_out, risk_out = np.exp(logs[best]), risk[best, np.arange(H)]
-    valid_out = valid[best, np.arange(H)]
+    cols = np.arange(H)
+    lr_out, risk_out, valid_out = np.exp(logs[best]), risk[best, cols], valid[best, cols]
     status_out = np.array([status[b] for b in best], dtype=object)
     edge = (best == 0) | (best == points - 1)
-    evaluations = points
+    evaluations = int(done.sum())
     for h in range(H):
         b = best[h]
         if edge[h] or not np.all(np.isfinite(risk[b - 1:b + 2, h])):
@@ -138,7 +177,8 @@ def lr_search(problem, opt, grid, *, points: int = 20, decades: float = LR_DECAD
         if extra is not None:
             lr_out[h], risk_out[h] = math.exp(x), r
             valid_out[h], status_out[h] = extra
-    return lr_out, risk_out, edge, valid_out, status_out, evaluations
+    return LRSearch(lr=lr_out, risk=risk_out, edge=edge, valid=valid_out, status=status_out, scale=top,
+                    evaluations=evaluations)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -240,7 +280,7 @@ def _tune_at(problem, opt, steps, names, points, rounds, refine):
 
 
 def tune(problem, opt, steps, over=("lr",), *, samples: int | None = None, batches=None, points: int = 16,
-         rounds: int = 2, refine: int = REFINE):
+         rounds: int = 2, refine: int = REFINE, near=None):
     """The theory-optimal hyperparameters of ``opt`` for the predicted risk at ``steps`` (see the module
     docstring). ``steps``: a horizon, or a sequence of horizons (then a list of ``Tuned``, one per horizon; tuning
     only ``lr`` shares one scan among them). ``over``: names from ``lr``, ``clip``, ``outer_lr``, ``batch``;
@@ -258,15 +298,17 @@ def tune(problem, opt, steps, over=("lr",), *, samples: int | None = None, batch
         raise ValueError("tune over batch takes one horizon (a number of samples), not a sequence")
     names = tuple(n for n in over if n != "batch")
     if "batch" not in over:
-        if names == ("lr",) and many:
+        if names == ("lr",):
             grid = np.concatenate([[0], np.asarray(horizons, dtype=np.int64)])
             if np.any(np.diff(grid) <= 0):
                 raise ValueError("the horizons must increase")
-            lr, risk, edge, valid, status, evals = lr_search(problem, opt, grid, points=points, refine=refine)
-            return [Tuned(optimizer=opt.with_lr(float(lr[h])), risk=float(risk[h]), steps=horizons[h],
-                          params={"lr": float(lr[h])}, edge=("lr",) if edge[h] else (), valid=bool(valid[h]),
-                          status=str(status[h]), evaluations=evals) for h in range(len(horizons))]
-        out = [_tune_at(problem, opt, s, names, points, rounds, refine) for s in horizons]
+            res = lr_search(problem, opt, grid, points=points, refine=refine, near=near)
+            out = [Tuned(optimizer=opt.with_lr(float(res.lr[h])), risk=float(res.risk[h]), steps=horizons[h],
+                         params={"lr": float(res.lr[h])}, edge=("lr",) if res.edge[h] else (),
+                         valid=bool(res.valid[h]), status=str(res.status[h]), evaluations=res.evaluations)
+                   for h in range(len(horizons))]
+        else:
+            out = [_tune_at(problem, opt, s, names, points, rounds, refine) for s in horizons]
         return out if many else out[0]
     span = opt.steps_per_update
     per_step = opt.batch * getattr(opt, "workers", 1)

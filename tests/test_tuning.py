@@ -49,8 +49,19 @@ def test_many_horizons_share_one_scan():
         assert t.risk == pytest.approx(one.risk, rel=2e-3)
         assert hd.solve(p, t.optimizer, grid=np.array([0, t.steps])).risk[-1] == pytest.approx(t.risk, rel=1e-12)
     assert many[1].params["lr"] <= many[0].params["lr"] * 1.01
-    lr, risk, edge, valid, status, evals = lr_search(p, hd.SGD(1.0), np.array([0, 100, 1000]), points=16)
-    assert np.allclose(risk, [t.risk for t in many], rtol=1e-12) and evals == many[0].evaluations
+    res = lr_search(p, hd.SGD(1.0), np.array([0, 100, 1000]), points=16)
+    assert np.allclose(res.risk, [t.risk for t in many], rtol=1e-12) and res.evaluations == many[0].evaluations
+
+
+@pytest.mark.parametrize("near", [(0.01, 0.02), (1e-4, 1e-4), (0.9, 1.0), (0.05, 0.5)])
+def test_a_warm_started_scan_finds_the_full_scans_optimum(near):
+    p = hd.powerlaw(100, 1.0, 0.5, noise=hd.Gaussian(0.1))
+    grid = np.array([0, 10, 100, 1000])
+    full = lr_search(p, hd.SignSGD(1.0), grid, points=16)
+    warm = lr_search(p, hd.SignSGD(1.0), grid, points=16, near=near)
+    np.testing.assert_array_equal(warm.lr, full.lr)
+    np.testing.assert_array_equal(warm.risk, full.risk)
+    assert warm.evaluations <= full.evaluations
 
 
 def test_clip_tuning_helps_under_heavy_tails_and_never_hurts():
