@@ -80,7 +80,7 @@ def gain_row(alpha, betas, opt_a, opt_b, horizons, d, m, noise, matrix, over_a, 
     import warnings
 
     from .problems import InadmissibleWarning
-    from .tuning import tune
+    from .tuning import lr_scale, tune
 
     near = {"a": None, "b": None}
     row = []
@@ -96,19 +96,13 @@ def gain_row(alpha, betas, opt_a, opt_b, horizons, d, m, noise, matrix, over_a, 
             for name in over:
                 out[f"{name}_{key}"] = np.array([float(t.params[name]) for t in tuned])
             if over == ("lr",):
-                frac = out[f"lr_{key}"] / _lr_scale(prob, opt)
+                frac = out[f"lr_{key}"] / lr_scale(prob, opt)
                 near[key] = (float(frac.min()), float(frac.max()))
             edge |= any(t.edge for t in tuned)
             valid &= all(t.valid for t in tuned)
         out["edge"], out["valid"] = edge, valid
         row.append(out)
     return row
-
-
-def _lr_scale(problem, opt):
-    from .theory import theory_for
-
-    return float(theory_for(opt).lr_scale(problem, opt))
 
 
 def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int | None = None, noise=None,

@@ -60,10 +60,17 @@ def _final_risk(problem, opt, grid, accept=("ok", "unstable", "diverged"), **sol
     return float(curve.risk[-1]) if curve.status in accept and curve.risk.size == grid.size else math.inf
 
 
-def _lr_logs(problem, opt, points, decades=LR_DECADES):
+def lr_scale(problem, opt) -> float:
+    """The top of every lr search: the theory's stability threshold of ``opt`` on ``problem`` (in base-lr units),
+    or where nothing diverges the lr past which it makes no progress (``Theory.lr_scale``)."""
     top = float(theory_for(opt).lr_scale(problem, opt))
     if not (math.isfinite(top) and top > 0):
         raise ValueError(f"no finite lr scale for {opt.name} on this problem: give the lr range by hand")
+    return top
+
+
+def _lr_logs(problem, opt, points, decades=LR_DECADES):
+    top = lr_scale(problem, opt)
     return np.linspace(math.log(top) - decades * math.log(10.0), math.log(top), points)
 
 
@@ -121,9 +128,7 @@ def lr_search(problem, opt, grid, *, points: int = 20, decades: float = LR_DECAD
     lattice points between them (one more on each side) and extends it while a horizon's best point sits on the
     scanned range's edge: on a unimodal risk the result is the full scan's, at fewer solves."""
     grid = np.asarray(grid, dtype=np.int64)
-    top = float(theory_for(opt).lr_scale(problem, opt))
-    if not (math.isfinite(top) and top > 0):
-        raise ValueError(f"no finite lr scale for {opt.name} on this problem")
+    top = lr_scale(problem, opt)
     logs = np.linspace(math.log(top) - decades * math.log(10.0), math.log(top), points)
     H = grid.size - 1
     risk = np.full((points, H), np.inf)
