@@ -314,7 +314,7 @@ def cmd_list(args) -> int:
     from .noise import noise_spec_help
     from .theory import entries, optimizer_class
 
-    print("optimizers (hdtheory solve|compare|threshold NAME):")
+    print("optimizers (hdtheory solve|compare|threshold|tune NAME):")
     for e in entries():
         cls = optimizer_class(e.name)
         flags = " ".join(_flag(f.name) for f, _ in _optimizer_fields(cls))
@@ -391,6 +391,37 @@ def cmd_threshold(args) -> int:
     return EXIT_OK
 
 
+def cmd_tune(args) -> int:
+    import hdtheory as hd
+
+    from .theory import optimizer_class
+
+    _check_counts(args)
+    out, save = _outputs(args)
+    prob = _problem(args)
+    if args.lr_frac is not None:
+        raise InputError("tune searches the lr itself: --lr-frac does not apply (--lr only starts the search)")
+    lr0 = args.lr if args.lr is not None else 1.0
+    opt = _build_optimizer(optimizer_class(args.optimizer), args, lr0)
+    over = tuple(x.strip() for x in args.over.split(",") if x.strip())
+    t0 = time.perf_counter()
+    best = hd.tune(prob, opt, args.steps, over=over)
+    at = f"step {best.steps}" + (f" ({args.steps * opt.batch} samples)" if "batch" in over else "")
+    print(f"tuned {', '.join(over)} of {args.optimizer} for the risk at {at} "
+          f"({best.evaluations} solves, {time.perf_counter() - t0:.2f} s):")
+    for k, v in best.params.items():
+        print(f"  {k} = {v:.6g}" + ("  (on the edge of its search range)" if k in best.edge else ""))
+    print(f"predicted risk R = {best.risk:.6g} (excess {best.risk - 0.5 * prob.noise_variance:.6g}); "
+          f"status {best.status}" + ("" if best.valid else " (outside the theory's validity there)"))
+    if out or save:
+        curve = hd.solve(prob, best.optimizer, steps=best.steps)
+        if out:
+            _save_plot(hd.plot(curve), out, _title(prob, best.optimizer) + " (tuned)")
+        if save:
+            print(f"curve saved to {curve.save(save)}")
+    return EXIT_OK
+
+
 PROBLEM_HELP = {
     "powerlaw": "eigenvalues j^(-2 alpha), target j^(-beta), j = 1..d (--d --alpha --beta; 2 alpha + 2 beta > 1)",
     "isotropic": "K = I_d, target (1, ..., 1)/sqrt(d) (--d)",
@@ -422,7 +453,8 @@ def _parser():
                    formatter_class=fmt).set_defaults(run=cmd_list)
     for name, run, text in [("solve", cmd_solve, "the theory's risk curve (plot and .npz)"),
                             ("compare", cmd_compare, "theory vs JAX simulation: verdict and a plot"),
-                            ("threshold", cmd_threshold, "the largest stable lr")]:
+                            ("threshold", cmd_threshold, "the largest stable lr"),
+                            ("tune", cmd_tune, "theory-optimal hyperparameters for the risk at a horizon")]:
         cmd = sub.add_parser(name, help=text, epilog=EXIT_HELP, formatter_class=fmt)
         osub = cmd.add_subparsers(dest="optimizer", required=True, metavar="OPTIMIZER")
         for e in entries():
@@ -444,9 +476,12 @@ def _parser():
                 o.add_argument("--lr", type=float, default=None, help="step size (per step, applied to the weights)")
                 o.add_argument("--lr-frac", type=float, default=None, help="step size as a fraction of the threshold")
                 o.add_argument("--steps", type=int, default=10000)
-                o.add_argument("--out", default=None if name == "solve" else "risk.png",
+                o.add_argument("--out", default="risk.png" if name == "compare" else None,
                                help="plot: .png, .pdf or .svg (no suffix: .png)")
                 o.add_argument("--save", default=None, help="also save the theory curve (.npz; no suffix: .npz)")
+            if name == "tune":
+                o.add_argument("--over", default="lr", help="comma-separated names to tune: lr, clip (clipped_sgd), "
+                               "outer_lr (la_diloco), batch (at fixed samples = steps x batch); --lr starts the search")
             if name == "compare":
                 o.add_argument("--per-decade", type=int, default=20, help="record points per decade of steps")
                 o.add_argument("--seeds", type=int, default=16)

@@ -95,7 +95,7 @@ def test_a_large_stationary_risk_is_not_a_divergence(name, flags):
 def test_every_registered_optimizer_has_every_command():
     parser = _parser()
     sub = next(a for a in parser._actions if a.dest == "cmd")
-    for cmd in ("solve", "compare", "threshold"):
+    for cmd in ("solve", "compare", "threshold", "tune"):
         osub = next(a for a in sub.choices[cmd]._actions if a.dest == "optimizer")
         assert set(osub.choices) == {e.name for e in entries()}
 
@@ -180,3 +180,16 @@ def test_matrix_optimizers_default_to_the_matrix_power_law(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     r = run("solve", "signsvd", "--problem", "powerlaw", "--d", "30", "--lr", "0.05", "--steps", "50", cwd=tmp_path)
     assert r.returncode == 2 and "matrix problem" in r.stderr
+
+
+def test_tune_prints_the_tuned_values_and_their_risk(tmp_path):
+    r = run("tune", "clipped_sgd", "--d", "100", "--alpha", "0.5", "--beta", "0.5", "--noise", "student_t:1:2.5",
+            "--steps", "500", "--over", "lr,clip", "--out", str(tmp_path / "t.png"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    best = hd.tune(hd.powerlaw(100, 0.5, 0.5, noise=hd.StudentT(1.0, 2.5)), hd.ClippedSGD(1.0), 500,
+                   over=("lr", "clip"))
+    assert f"clip = {best.params['clip']:.6g}" in r.stdout and f"R = {best.risk:.6g}" in r.stdout
+    assert (tmp_path / "t.png").read_bytes().startswith(PNG)
+    bad = run("tune", "sgd", "--d", "20", "--steps", "50", "--over", "clip")
+    assert bad.returncode == 2 and "no hyperparameter 'clip'" in bad.stderr
+    _no_traceback(bad)

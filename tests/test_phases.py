@@ -35,7 +35,7 @@ def test_gain_map_layout_and_values():
 def test_gain_map_at_equal_samples_and_on_an_executor():
     # LA-DiLoCo with 2 workers and H = 2 vs SGD at the same batch: per="samples" gives LA-DiLoCo half the steps
     dil = hd.LADiLoCo(1.0, batch=2, workers=2, inner_steps=2)
-    kw = dict(d=40, noise=hd.Gaussian(0.1), horizons=[64, 256], points=8, progress=False, per="samples")
+    kw = {"d": 40, "noise": hd.Gaussian(0.1), "horizons": [64, 256], "points": 8, "progress": False, "per": "samples"}
     ds = hd.phases.gain_map([1.0], [0.5], dil, hd.SGD(1.0, batch=2), 0, **kw)
     p = hd.powerlaw(40, 1.0, 0.5, noise=hd.Gaussian(0.1))
     lr = float(ds.lr_a.sel(alpha=1.0, beta=0.5, horizon=256))

@@ -74,7 +74,7 @@ def test_clip_tuning_helps_under_heavy_tails_and_never_hurts():
     r = hd.solve(p, both.optimizer, grid=np.array([0, 500])).risk[-1]
     assert r == pytest.approx(both.risk, rel=1e-12)
     # at the tuned lr, the dedicated clip search finds the same level's risk
-    c, r_clip, _ = optimal_clip(p, both.params["lr"], 1, 500)
+    _c, r_clip, _ = optimal_clip(p, both.params["lr"], 1, 500)
     assert r_clip == pytest.approx(both.risk, rel=1e-3)
     # Gaussian noise: clipping cannot beat tuned SGD by more than the search's tolerance
     g = hd.powerlaw(100, 0.5, 0.5, noise=hd.Gaussian(1.0))
