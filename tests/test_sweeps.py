@@ -162,7 +162,7 @@ def test_a_process_pool_equals_the_in_process_sweep_bitwise(reference):
     xr.testing.assert_identical(ds, reference)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def dask_client():
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None,
