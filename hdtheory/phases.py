@@ -105,6 +105,14 @@ def gain_row(alpha, betas, opt_a, opt_b, horizons, d, m, noise, matrix, over_a, 
     return row
 
 
+def _guarded_row(*args):
+    """gain_row, with an exception returned as its text (the map records the row's cells as errors)."""
+    try:
+        return gain_row(*args)
+    except Exception as e:  # noqa: BLE001  (a bad row is recorded, never raised)
+        return f"gain_row raised {type(e).__name__}: {e}"
+
+
 def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int | None = None, noise=None,
              horizons=None, points: int = 16, refine: int = 2, over_a=("lr",), over_b=("lr",), per: str = "steps",
              executor=None, progress: bool = True):
@@ -119,9 +127,11 @@ def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int |
     ``Client``; None = in process; the result does not depend on it.
     Returns an ``xarray.Dataset`` with ``ratio``, ``risk_a``, ``risk_b`` and each tuned hyperparameter
     (``lr_a``, ``clip_b``, ...) on (alpha, beta, horizon), and ``phase``, ``edge`` (a tuned value on its search
-    range's edge somewhere) and ``valid`` on (alpha, beta)."""
+    range's edge somewhere) and ``valid`` on (alpha, beta). A row that raises leaves its cells NaN with phase
+    ``error``; ``attrs["errors"]`` holds the messages."""
     import xarray as xr
 
+    from .sweeps import run_tasks
     from .tuning import _check_over
 
     if per not in ("steps", "samples"):
@@ -136,14 +146,18 @@ def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int |
         _steps_of(opt, hz, per)  # fail before any work
     matrix = opt_a.name in MATRIX_OPTIMIZERS or opt_b.name in MATRIX_OPTIMIZERS
     args = [(a, betas, opt_a, opt_b, hz, d, m, noise, matrix, over_a, over_b, per, points, refine) for a in alphas]
-    rows = map_cells(gain_row, args, executor, progress, desc=f"gain map {opt_a.name} / {opt_b.name} (rows)")
+    rows = run_tasks(_guarded_row, args, executor, progress, desc=f"gain map {opt_a.name} / {opt_b.name} (rows)")
     shape = (alphas.size, betas.size, hz.size)
-    keys = [k for k in rows[0][0] if k not in ("edge", "valid")]
+    keys = ["risk_a", "risk_b"] + [f"{n}_a" for n in over_a] + [f"{n}_b" for n in over_b]
     out = {k: np.full(shape, np.nan) for k in keys}
     edge = np.zeros(shape[:2], dtype=bool)
-    valid = np.ones(shape[:2], dtype=bool)
-    phase = np.empty(shape[:2], dtype=object)
+    valid = np.zeros(shape[:2], dtype=bool)
+    phase = np.full(shape[:2], "error", dtype=object)
+    errors = {}
     for i, row in enumerate(rows):
+        if isinstance(row, str):  # the row raised: its cells stay NaN with phase "error"
+            errors[f"alpha={alphas[i]:g}"] = row
+            continue
         for j, res in enumerate(row):
             for k in keys:
                 out[k][i, j] = res[k]
@@ -155,33 +169,6 @@ def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int |
                      "phase": (dims2, phase.astype(str)), "edge": (dims2, edge), "valid": (dims2, valid)},
                     coords=coords)
     ds.attrs.update(opt_a=str(opt_a.to_dict()), opt_b=str(opt_b.to_dict()), d=int(d), per=per,
-                    m=int(m if m is not None else d) if matrix else 1, noise=str(noise.to_dict() if noise else None))
+                    m=int(m if m is not None else d) if matrix else 1, noise=str(noise.to_dict() if noise else None),
+                    errors=str(errors))
     return ds
-
-
-def map_cells(fn, args, executor=None, progress=True, desc="cells"):
-    """[fn(*a) for a in args], in process or spread over ``executor`` (anything with ``submit`` returning futures
-    with ``result()``: concurrent.futures executors, a Dask Client), in order, with a progress bar."""
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(args), desc=desc, unit="cell", leave=False)
-    try:
-        if executor is None:
-            out = []
-            for a in args:
-                out.append(fn(*a))
-                if bar:
-                    bar.update()
-            return out
-        futures = [executor.submit(fn, *a) for a in args]
-        out = []
-        for fut in futures:
-            out.append(fut.result())
-            if bar:
-                bar.update()
-        return out
-    finally:
-        if bar:
-            bar.close()

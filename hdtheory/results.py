@@ -25,22 +25,28 @@ class ResultFileError(ValueError):
     """A results file that cannot be read as asked; the message names the path and what it holds."""
 
 
-def npz_path(path) -> str:
-    """The path ``save`` writes and ``load`` reads for ``path``: unchanged if it ends in ``.npz``, with ``.npz``
-    added if it has no suffix; a ValueError for any other suffix."""
+def suffixed_path(path, suffix: str, what: str) -> str:
+    """``path`` unchanged if it ends in ``suffix`` (any case), with ``suffix`` added if it has none; a ValueError
+    naming ``what`` (the kind of file) for any other suffix or for something that is not a file name."""
     try:
         path = os.fspath(path)
     except TypeError:
-        raise ValueError(f"a results path must be a string or os.PathLike, got {path!r}") from None
+        raise ValueError(f"a {what} path must be a string or os.PathLike, got {path!r}") from None
     if not isinstance(path, str) or not path or path.endswith(("/", os.sep)):
-        raise ValueError(f"{path!r} is not a file name (results are .npz files)")
-    suffix = os.path.splitext(path)[1]
-    if suffix.lower() == ".npz":
+        raise ValueError(f"{path!r} is not a file name ({what} files end in {suffix})")
+    ext = os.path.splitext(path)[1]
+    if ext.lower() == suffix:
         return path
-    if suffix:
-        raise ValueError(f"{path!r}: results are .npz files; use a name ending in .npz (or no suffix, which gets "
-                         f".npz), not {suffix!r}")
-    return path + ".npz"
+    if ext:
+        raise ValueError(f"{path!r}: {what} files end in {suffix}; use a name ending in {suffix} (or no suffix, which "
+                         f"gets {suffix}), not {ext!r}")
+    return path + suffix
+
+
+def npz_path(path) -> str:
+    """The path ``save`` writes and ``load`` reads for ``path``: unchanged if it ends in ``.npz``, with ``.npz``
+    added if it has no suffix; a ValueError for any other suffix."""
+    return suffixed_path(path, ".npz", "results")
 
 
 def check_writable(path) -> str:

@@ -41,7 +41,7 @@ import tempfile
 import numpy as np
 
 from .grid import as_grid, step_grid
-from .results import STATUSES, ResultFileError
+from .results import STATUSES, ResultFileError, suffixed_path
 
 #: every status a sweep cell can have: a curve's, or ``error`` (build or solve raised)
 SWEEP_STATUSES = STATUSES + ("error",)
@@ -148,23 +148,23 @@ def _default_grid(steps, built) -> np.ndarray:
     return step_grid(steps, multiple_of=span)
 
 
-def _run_cells(jobs, options, executor, progress, desc):
-    """Results of solve_cell for each (index, problem, optimizer, grid), by index."""
+def run_tasks(fn, tasks, executor=None, progress=True, desc="cells") -> list:
+    """[fn(*args) for args in tasks], in order: in process (``executor`` None) or through ``executor.submit``
+    (concurrent.futures executors, a Dask ``Client``: anything whose futures have ``result()``), with a progress
+    bar that moves as futures finish. A task whose future raises (a dead worker, a failed transfer) comes back
+    as the text "the executor raised ..."; ``fn`` itself should catch what it wants recorded."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(jobs), desc=desc, unit="cell", leave=False, disable=not progress)
-    results = {}
+    bar = tqdm(total=len(tasks), desc=desc, unit="cell", leave=False, disable=not progress)
+    results = [None] * len(tasks)
     try:
         if executor is None:
-            for index, problem, opt, grid in jobs:
-                results[index] = solve_cell(problem, opt, grid, options)
+            for index, args in enumerate(tasks):
+                results[index] = fn(*args)
                 bar.update()
             return results
-        futures = {}
+        futures = {index: executor.submit(fn, *args) for index, args in enumerate(tasks)}
         done = queue.Queue()
-        for index, problem, opt, grid in jobs:
-            future = executor.submit(solve_cell, problem, opt, grid, options)
-            futures[index] = future
         if all(hasattr(f, "add_done_callback") for f in futures.values()):
             for index, future in futures.items():
                 future.add_done_callback(lambda f, index=index: done.put(index))
@@ -175,7 +175,7 @@ def _run_cells(jobs, options, executor, progress, desc):
             for index in order:
                 try:
                     results[index] = futures[index].result()
-                except Exception as e:  # noqa: BLE001  (the executor lost the cell: a dead worker, a failed transfer)
+                except Exception as e:  # noqa: BLE001  (the executor lost the task: a dead worker, a failed transfer)
                     results[index] = f"the executor raised {type(e).__name__}: {e}"
                 futures[index] = None  # let the executor forget it
                 bar.update()
@@ -241,8 +241,10 @@ def sweep(coords: dict, build, steps: int | None = None, *, grid=None, executor=
     if grid is None:
         grid = _default_grid(steps, built)
 
-    jobs = [(i, b[0], b[1], grid) for i, b in enumerate(built) if not isinstance(b, str)]
-    results = _run_cells(jobs, options, executor, progress, f"sweep {' x '.join(names)}")
+    jobs = [i for i, b in enumerate(built) if not isinstance(b, str)]
+    solved = run_tasks(solve_cell, [(built[i][0], built[i][1], grid, options) for i in jobs], executor, progress,
+                       f"sweep {' x '.join(names)}")
+    results = dict(zip(jobs, solved))
 
     n, points = len(cells), grid.size
     risk = np.full((n, points), np.nan)
@@ -300,19 +302,7 @@ def sweep(coords: dict, build, steps: int | None = None, *, grid=None, executor=
 def nc_path(path) -> str:
     """The path ``save_sweep`` writes and ``load_sweep`` reads: unchanged if it ends in ``.nc``, with ``.nc`` added
     if it has no suffix; a ValueError for any other suffix."""
-    try:
-        path = os.fspath(path)
-    except TypeError:
-        raise ValueError(f"a sweep path must be a string or os.PathLike, got {path!r}") from None
-    if not isinstance(path, str) or not path or path.endswith(("/", os.sep)):
-        raise ValueError(f"{path!r} is not a file name (sweeps are .nc files)")
-    suffix = os.path.splitext(path)[1]
-    if suffix.lower() == ".nc":
-        return path
-    if suffix:
-        raise ValueError(f"{path!r}: sweeps are netCDF (.nc) files; use a name ending in .nc (or no suffix), "
-                         f"not {suffix!r}")
-    return path + ".nc"
+    return suffixed_path(path, ".nc", "sweep")
 
 
 def _encode(ds):

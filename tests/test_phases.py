@@ -61,3 +61,14 @@ def test_gain_map_rejects_bad_requests():
     with pytest.raises(ValueError, match="whole updates"):
         hd.phases.gain_map([1.0], [0.5], hd.LADiLoCo(1.0, workers=4, inner_steps=8), hd.SGD(1.0), 100, d=10,
                            horizons=[8, 16], per="samples", progress=False)
+
+
+def test_a_failing_row_is_recorded_and_the_map_goes_on(monkeypatch):
+    def boom(*args):
+        raise RuntimeError("no such cell")
+
+    monkeypatch.setattr(phases, "gain_row", boom)
+    bad = hd.phases.gain_map([1.0, 2.0], [0.5], hd.SGD(1.0), hd.SGD(1.0), 100, d=20, horizons=[100], points=6,
+                             progress=False)
+    assert list(bad.phase.values.ravel()) == ["error", "error"] and np.isnan(bad.ratio.values).all()
+    assert "no such cell" in bad.attrs["errors"] and not bad.valid.values.any()
