@@ -1,0 +1,281 @@
+"""Power-law random features (PLRF) as streaming Gaussian least squares (Paquette, Paquette, Xiao, Pennington 2024,
+"4+3 Phases of Compute-Optimal Neural Scaling Laws", arXiv:2405.15074).
+
+Model: hidden x ~ N(0, D) in R^v, D = diag(j^-2 alpha); target b_j = j^-beta; label <x, b> (+ label noise); features
+W^T x with W (v x d) i.i.d. N(0, 1/d); weights theta in R^d. Given W this *is* Gaussian least squares on the features:
+
+    K = W^T D W,   theta* = K^-1 W^T D b,   P* = ||D^(1/2) (W theta* - b)||^2,
+
+and the residual <x, b> - <W^T x, theta*> is Gaussian, independent of the features, with variance P*: it joins the
+label noise (sigma^2 = P* + the given noise's variance). Conventions: the paper's loss is the MSE, our risk is half of
+it (R = MSE / 2, so P* adds P*/2 to the risk); its SGD sums the minibatch gradient with rate gamma, ours averages it
+with lr = gamma B.
+
+* ``plrf(d, alpha, beta, seed=s)``: one draw of W, reduced exactly (SVD of D^(1/2) W): exact for that W at every d.
+* ``plrf(d, alpha, beta)``: no sampling: the deterministic equivalent of the spectrum of K and of the forcing weights
+  lambda rho(0), from m(z) solving 1 = m + (1/d) sum_j j^-2a m / (j^-2a m - z), discretized into d modes at the
+  eigenvalue quantiles, with the limit level F0 = P* from the tau equation. Valid as d grows with v / d fixed (> 1);
+  measured against draws of W in docs/derivations/plrf.md.
+
+v defaults to 10 d (needed for 2 alpha < 1, where tr D grows with v; for 2 alpha > 1 only the tail beyond v is cut).
+Derivations, discretization and accuracy: docs/derivations/plrf.md.
+"""
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+from scipy.optimize import brentq
+
+from .noise import Gaussian, NoiseLaw
+from .problems import Problem, _check_d, _finite
+
+#: default hidden dimension v = V_RATIO d
+V_RATIO = 10
+#: hidden modes summed exactly in the deterministic equivalent (at least 12 alpha / EPS, where a resonance of the sums
+#: spans >= 6 consecutive j); beyond, a Gauss-Legendre quadrature in log j
+EXACT_MODES = 500
+#: relative imaginary part eps of z = x (1 + i eps) and log-grid step of x in the deterministic equivalent
+EPS = 0.01
+GRID_STEP = 0.004
+
+
+def default_v(d: int) -> int:
+    """v = 10 d (the authors' setting: 2 alpha < 1 needs v proportional to d)."""
+    return V_RATIO * int(d)
+
+
+def _check_args(d, alpha, beta, v):
+    d = _check_d(d)
+    alpha, beta = _finite("alpha", alpha), _finite("beta", beta)
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0 (a decaying hidden spectrum j^-2alpha), got {alpha!r}")
+    if 2 * alpha + 2 * beta <= 1:
+        raise ValueError(f"PLRF(alpha={alpha:g}, beta={beta:g}) is inadmissible: 2 alpha + 2 beta = "
+                         f"{2 * alpha + 2 * beta:g} <= 1, so the initial loss sum_j j^-(2 alpha + 2 beta) grows "
+                         "without bound with v; take 2 alpha + 2 beta > 1")
+    v = default_v(d) if v is None else _check_d(v)
+    return d, alpha, beta, v
+
+
+def _noise_law(p_star: float, noise: NoiseLaw | None) -> Gaussian:
+    """The label noise of the reduced problem: the Gaussian residual (variance P*) plus the given law."""
+    if noise is None:
+        return Gaussian(math.sqrt(p_star))
+    if not isinstance(noise, NoiseLaw):
+        raise ValueError(f"noise must be a NoiseLaw (hd.Gaussian, ...), got {noise!r}")  # noqa: TRY004
+    if noise.variance > 0 and not isinstance(noise, Gaussian):
+        raise ValueError(f"noise {noise!r}: the PLRF residual is Gaussian with variance P* = {p_star:.4g}; its sum with "
+                         f"a {type(noise).__name__} law is not a law the project has (only Gaussian + Gaussian is "
+                         "Gaussian); pass hd.Gaussian(sigma) or no noise")
+    return Gaussian(math.sqrt(p_star + noise.variance))
+
+
+def hidden(v: int, alpha: float, beta: float):
+    """(j^-2alpha, j^-beta), j = 1..v: the hidden spectrum diag(D) and the target b."""
+    j = np.arange(1, v + 1, dtype=np.float64)
+    return j ** (-2.0 * alpha), j ** (-float(beta))
+
+
+def sample_features(d: int, v: int, seed) -> np.ndarray:
+    """W (v x d), i.i.d. N(0, 1/d), from ``numpy.random.default_rng(seed)``."""
+    return np.random.default_rng(seed).standard_normal((v, d)) / math.sqrt(d)
+
+
+def plrf(d: int, alpha: float, beta: float, v: int | None = None, seed=None, noise: NoiseLaw | None = None) -> Problem:
+    """PLRF problem with d features (see the module docstring).
+
+    ``seed`` given: one draw of W and its exact reduction (dense K, basis = its eigenvectors). ``seed=None``: the
+    deterministic equivalent (diagonal K with d modes). Either way theta_0 = 0 and the noise is
+    Gaussian(sqrt(P* + sigma^2)) (P* in MSE units, so the risk floor is (P* + sigma^2) / 2); a non-Gaussian ``noise``
+    with sigma > 0 is a ValueError. ``info`` records alpha, beta, d, v, seed, P* and tr D.
+    """
+    d, alpha, beta, v = _check_args(d, alpha, beta, v)
+    delta, b = hidden(v, alpha, beta)
+    info = {"constructor": "plrf", "d": d, "v": v, "alpha": alpha, "beta": beta,
+            "trace_D": float(delta.sum()), "noise_sigma2": 0.0 if noise is None else float(noise.variance)}
+    if seed is not None:
+        lam, basis, target, p_star = _reduce(sample_features(d, v, seed), delta, b)
+        info.update(seed=seed if isinstance(seed, (int, np.integer)) else str(seed), sampled=True, P_star=p_star)
+        return Problem(eigenvalues=lam, target=target, basis=basis, noise=_noise_law(p_star, noise), info=info)
+    if v <= d:
+        raise ValueError(f"the deterministic equivalent needs v > d (got v = {v}, d = {d}): for v <= d the residual "
+                         "vanishes and the model is not a random-features model; sample W with seed=... instead")
+    de = deterministic_equivalent(d, alpha, beta, v)
+    info.update(seed=None, sampled=False, P_star=de.p_star, tau=de.tau)
+    return Problem(eigenvalues=de.eigenvalues, target=np.sqrt(de.forcing / de.eigenvalues),
+                   noise=_noise_law(de.p_star, noise), info=info)
+
+
+def _reduce(W, delta, b):
+    """Exact reduction of one draw: A = D^(1/2) W = Q S U^T, K = U S^2 U^T, theta* = U S^-1 Q^T c with c = D^(1/2) b,
+    P* = ||c - Q Q^T c||^2 (the residual computed directly, not as a difference of norms)."""
+    v, d = W.shape
+    A = np.sqrt(delta)[:, None] * W
+    c = np.sqrt(delta) * b
+    Q, S, Ut = np.linalg.svd(A, full_matrices=v < d)
+    r = min(v, d)
+    Q, S = Q[:, :r], S[:r]
+    coef = Q.T @ c
+    resid = c - Q @ coef
+    p_star = float(resid @ resid)
+    keep = S > S[0] * 1e-15 * max(v, d)
+    w = np.zeros(d)
+    w[:r][keep] = coef[keep] / S[keep]
+    lam = np.zeros(d)
+    lam[:r] = S * S
+    basis = Ut.T
+    return lam, basis, basis @ w, p_star
+
+
+# --- deterministic equivalent ------------------------------------------------------------------------------------
+
+def _atoms(v: int, alpha: float, beta: float):
+    """The hidden modes as weighted atoms (delta_n, omega_n, c2_n): the first J one by one, the rest by a
+    Gauss-Legendre quadrature in log j of the midpoint-rule integral int_{J+1/2}^{v+1/2} (nodes EPS / (8 alpha) apart in
+    log j, finer than the narrowest resonance of the sums at Im z = EPS x)."""
+    J = min(v, max(EXACT_MODES, math.ceil(12.0 * alpha / EPS)))
+    j = np.arange(1, J + 1, dtype=np.float64)
+    t, w = [j], [np.ones(J)]
+    if v > J:
+        lo, hi = math.log(J + 0.5), math.log(v + 0.5)
+        panels = max(1, math.ceil((hi - lo) * max(alpha, 0.25) / EPS))
+        xg, wg = np.polynomial.legendre.leggauss(8)
+        edges = np.linspace(lo, hi, panels + 1)
+        mid, half = 0.5 * (edges[1:] + edges[:-1]), 0.5 * np.diff(edges)
+        u = (mid[:, None] + half[:, None] * xg[None, :]).ravel()
+        wu = (half[:, None] * wg[None, :]).ravel()
+        t.append(np.exp(u))
+        w.append(wu * np.exp(u))
+    t, w = np.concatenate(t), np.concatenate(w)
+    return t ** (-2.0 * alpha), w, t ** (-2.0 * alpha - 2.0 * beta)
+
+
+def _tau(d: int, delta, omega) -> float:
+    """tau > 0 with sum_n omega_n tau delta_n / (1 + tau delta_n) = d (exists iff sum omega > d, i.e. v > d)."""
+    f = lambda lt: float(np.sum(omega * delta / (delta + math.exp(-lt)))) - d
+    lo, hi = -5.0, 5.0
+    while f(lo) > 0:
+        lo -= 5.0
+    while f(hi) < 0:
+        hi += 5.0
+    return math.exp(brentq(f, lo, hi, xtol=1e-14, rtol=1e-14, maxiter=500))
+
+
+def limit_level(d: int, alpha: float, beta: float, v: int | None = None) -> float:
+    """Deterministic-equivalent P* (MSE units): F0 = sum_j j^-(2a+2b) / (1 + tau j^-2a) with
+    (1/d) sum_j tau j^-2a / (1 + tau j^-2a) = 1 (needs v > d). Scales as d^(-2 alpha + max(0, 1 - 2 beta))."""
+    d, alpha, beta, v = _check_args(d, alpha, beta, v)
+    if v <= d:
+        raise ValueError(f"the limit level needs v > d (got v = {v}, d = {d})")
+    delta, omega, c2 = _atoms(v, alpha, beta)
+    tau = _tau(d, delta, omega)
+    return float(np.sum(omega * c2 / (1.0 + tau * delta)))
+
+
+@nb.njit(cache=True)
+def _resolvent_sweep(xs, eps, delta, omega, c2, d, p_star):
+    """Solve m(z), z = x (1 + i eps), along the decreasing grid xs by Newton continuation (from the linear
+    extrapolation of the two previous points). Per x return N(x) = (1/pi) [d arg s - d Im m - sum_j arg(1 + delta_j s)],
+    s = -m / z (the count of eigenvalues of K below x: minus 1/pi times the imaginary part of the equivalent
+    log det(K - z)), the forcing density
+    q(x) = (1 / pi) Im[sum_j c_j^2 / (delta_j m - z) + P* / z] (the point mass P* at 0 removed) and a convergence flag."""
+    n = xs.shape[0]
+    count = np.empty(n)
+    dens_f = np.empty(n)
+    ok = np.ones(n, dtype=nb.boolean)
+    m = 1.0 + 0.0j
+    m_prev = m
+    inv_d = 1.0 / d
+    for k in range(n):
+        z = xs[k] * (1.0 + 1.0j * eps)
+        if k >= 2:
+            guess = 2.0 * m - m_prev
+            m_prev = m
+            if (-guess / z).imag > 0.0:
+                m = guess
+        conv = False
+        for _ in range(200):
+            s1 = 0.0j
+            s2 = 0.0j
+            for q in range(delta.shape[0]):
+                inv = 1.0 / (delta[q] * m - z)
+                t = omega[q] * delta[q] * inv
+                s1 += t
+                s2 += t * delta[q] * inv
+            phi = m + m * inv_d * s1 - 1.0
+            dphi = 1.0 + inv_d * s1 - m * inv_d * s2
+            step = phi / dphi
+            mn = m - step
+            # keep s = -m / z a Stieltjes transform (Im s > 0): halve steps that leave it
+            tries = 0
+            while (-mn / z).imag <= 0.0 and tries < 60:
+                step *= 0.5
+                mn = m - step
+                tries += 1
+            m = mn
+            if abs(step) <= 1e-13 * abs(m):
+                conv = True
+                break
+        ok[k] = conv
+        s = -m / z
+        acc = 0.0
+        sf = 0.0j
+        for q in range(delta.shape[0]):
+            w = 1.0 + delta[q] * s
+            acc += omega[q] * math.atan2(w.imag, w.real)
+            sf += omega[q] * c2[q] / (delta[q] * m - z)
+        count[k] = (d * math.atan2(s.imag, s.real) - d * m.imag - acc) / np.pi
+        dens_f[k] = (sf + p_star / z).imag / np.pi
+    return count, dens_f, ok
+
+
+class DeterministicEquivalent:
+    """The discretized deterministic equivalent: ``eigenvalues`` (d, descending), ``forcing`` = lambda_i rho_i(0)
+    per mode (MSE units), ``p_star``, ``tau``, and the curves on the x grid (``x``, ``count`` N(x), ``forcing_cdf``)."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def deterministic_equivalent(d: int, alpha: float, beta: float, v: int | None = None) -> DeterministicEquivalent:
+    """Deterministic-equivalent spectrum of K = W^T D W and forcing weights, discretized into d modes.
+
+    Mode i takes the bin N in [i-1, i] of the eigenvalue count N(x) (from the bottom; ``_resolvent_sweep``), its
+    eigenvalue the mean of x over the bin, its forcing weight the mass of the forcing density there (at
+    z = x (1 + i EPS), on a log grid of step GRID_STEP). Sums are
+    renormalized to the exact totals (tr K -> tr D, forcing + P* -> sum_j j^-(2a+2b)).
+    """
+    d, alpha, beta, v = _check_args(d, alpha, beta, v)
+    delta, omega, c2 = _atoms(v, alpha, beta)
+    tau = _tau(d, delta, omega)
+    p_star = float(np.sum(omega * c2 / (1.0 + tau * delta)))
+    trace = float(np.sum(omega * delta))
+    x_hi = 3.0 * (1.0 + trace / d) * (1.0 + 3.0 / math.sqrt(d)) ** 2
+    x_lo = 1e-3 / tau
+    n = math.ceil(math.log(x_hi / x_lo) / GRID_STEP) + 1
+    xs = np.exp(np.linspace(math.log(x_hi), math.log(x_lo), n))
+    count, dens_f, ok = _resolvent_sweep(xs, EPS, delta, omega, c2, float(d), p_star)
+    if not ok.all():
+        raise ArithmeticError(f"PLRF deterministic equivalent: the equation for m(z) did not converge at "
+                              f"{int((~ok).sum())} of {n} grid points (d = {d}, alpha = {alpha}, beta = {beta}, v = {v})")
+    # ascending order; N made monotone and mapped affinely onto [0, d] (the smoothing leaves O(eps) at the ends).
+    # Per bin N in [i-1, i]: eigenvalue int x dN from the pointwise count (the smoothed density (d/pi) Im s is not
+    # used: its Lorentzian tails at Im z = eps x add up over the decades of the grid), forcing weight int q dx
+    # (its tails carry O(eps) of the weights, whose bulk sits at the top)
+    xs, count, dens_f = xs[::-1], np.maximum.accumulate(count[::-1]), np.maximum(dens_f[::-1], 0.0)
+    count = (count - count[0]) * (d / (count[-1] - count[0]))
+    c_x = np.concatenate([[0.0], np.cumsum(np.sqrt(xs[1:] * xs[:-1]) * np.diff(count))])
+    c_f = np.concatenate([[0.0], np.cumsum(0.5 * (dens_f[1:] * xs[1:] + dens_f[:-1] * xs[:-1]) * np.diff(np.log(xs)))])
+    key = count + np.arange(count.size) * (1e-12 * d / count.size)
+    edges = np.arange(d + 1, dtype=np.float64)
+    lam = np.diff(np.interp(edges, key, c_x))
+    forcing = np.diff(np.interp(edges, key, c_f))
+    lam *= trace / lam.sum()
+    forcing *= (float(np.sum(omega * c2)) - p_star) / forcing.sum()
+    lam, forcing = lam[::-1].copy(), forcing[::-1].copy()
+    if np.any(lam <= 0) or np.any(forcing < 0):
+        raise ArithmeticError("PLRF deterministic equivalent: a non-positive eigenvalue or negative forcing weight")
+    return DeterministicEquivalent(eigenvalues=lam, forcing=forcing, p_star=p_star, tau=tau, x=xs, count=count,
+                                   forcing_cdf=c_f, d=d, v=v, alpha=alpha, beta=beta)
