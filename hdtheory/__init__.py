@@ -17,6 +17,7 @@ from .noise import Gaussian, NoiseLaw, Rademacher, StudentT
 from .matrix_problem import MatrixProblem, matrix_isotropic, matrix_powerlaw
 from .optimizers import LA, SGD, SLA, ClippedSGD, LADiLoCo, Muon, RelativeClip, SignSGD, SignSVD
 from .problems import Problem, from_covariance, isotropic, powerlaw
+from .plrf import plrf
 from .results import RiskCurve
 from .schedules import Constant, Piecewise, PowerDecay, Sequence, WarmupCosine
 from .sweeps import load_sweep, save_sweep, sweep
@@ -47,6 +48,6 @@ __all__ = [
     "ClippedSGD", "Constant", "EdgeOfStability", "Gaussian", "LA", "LADiLoCo", "MatrixProblem", "Muon", "NoiseLaw", "Piecewise", "PowerDecay",
     "Problem", "Rademacher", "RelativeClip", "RiskCurve", "SGD", "SLA", "Sequence", "SignSGD", "SignSVD", "StudentT",
     "WarmupCosine", "clipped_sgd", "edge_of_stability", "phases", "from_covariance", "isotropic", "la_diloco", "plot",
-    "matrix_isotropic", "matrix_powerlaw", "powerlaw", "signsgd", "signsvd", "solve", "stability_threshold", "stationary_risk", "step_grid", "sweep", "save_sweep", "load_sweep", "threshold_reason",
+    "matrix_isotropic", "matrix_powerlaw", "plrf", "powerlaw", "signsgd", "signsvd", "solve", "stability_threshold", "stationary_risk", "step_grid", "sweep", "save_sweep", "load_sweep", "threshold_reason",
     "Tuned", "tune", "tuning",
 ]

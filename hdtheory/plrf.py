@@ -36,9 +36,9 @@ V_RATIO = 10
 #: hidden modes summed exactly in the deterministic equivalent (at least 12 alpha / EPS, where a resonance of the sums
 #: spans >= 6 consecutive j); beyond, a Gauss-Legendre quadrature in log j
 EXACT_MODES = 500
-#: relative imaginary part eps of z = x (1 + i eps) and log-grid step of x in the deterministic equivalent
+#: default relative imaginary part eps of z = x (1 + i eps) in the deterministic equivalent (the log grid of x has
+#: step eps / 2); the discretization error is first order in eps (docs/derivations/plrf.md)
 EPS = 0.01
-GRID_STEP = 0.004
 
 
 def default_v(d: int) -> int:
@@ -83,13 +83,15 @@ def sample_features(d: int, v: int, seed) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((v, d)) / math.sqrt(d)
 
 
-def plrf(d: int, alpha: float, beta: float, v: int | None = None, seed=None, noise: NoiseLaw | None = None) -> Problem:
+def plrf(d: int, alpha: float, beta: float, v: int | None = None, seed=None, noise: NoiseLaw | None = None, *,
+         eps: float = EPS) -> Problem:
     """PLRF problem with d features (see the module docstring).
 
     ``seed`` given: one draw of W and its exact reduction (dense K, basis = its eigenvectors). ``seed=None``: the
     deterministic equivalent (diagonal K with d modes). Either way theta_0 = 0 and the noise is
     Gaussian(sqrt(P* + sigma^2)) (P* in MSE units, so the risk floor is (P* + sigma^2) / 2); a non-Gaussian ``noise``
-    with sigma > 0 is a ValueError. ``info`` records alpha, beta, d, v, seed, P* and tr D.
+    with sigma > 0 is a ValueError. ``info`` records alpha, beta, d, v, seed, P* and tr D. ``eps``: the deterministic
+    equivalent's resolution (relative smoothing of the spectrum; its error is first order in eps).
     """
     d, alpha, beta, v = _check_args(d, alpha, beta, v)
     delta, b = hidden(v, alpha, beta)
@@ -102,7 +104,7 @@ def plrf(d: int, alpha: float, beta: float, v: int | None = None, seed=None, noi
     if v <= d:
         raise ValueError(f"the deterministic equivalent needs v > d (got v = {v}, d = {d}): for v <= d the residual "
                          "vanishes and the model is not a random-features model; sample W with seed=... instead")
-    de = deterministic_equivalent(d, alpha, beta, v)
+    de = deterministic_equivalent(d, alpha, beta, v, eps=eps)
     info.update(seed=None, sampled=False, P_star=de.p_star, tau=de.tau)
     return Problem(eigenvalues=de.eigenvalues, target=np.sqrt(de.forcing / de.eigenvalues),
                    noise=_noise_law(de.p_star, noise), info=info)
@@ -131,16 +133,16 @@ def _reduce(W, delta, b):
 
 # --- deterministic equivalent ------------------------------------------------------------------------------------
 
-def _atoms(v: int, alpha: float, beta: float):
+def _atoms(v: int, alpha: float, beta: float, eps: float = EPS):
     """The hidden modes as weighted atoms (delta_n, omega_n, c2_n): the first J one by one, the rest by a
-    Gauss-Legendre quadrature in log j of the midpoint-rule integral int_{J+1/2}^{v+1/2} (nodes EPS / (8 alpha) apart in
-    log j, finer than the narrowest resonance of the sums at Im z = EPS x)."""
-    J = min(v, max(EXACT_MODES, math.ceil(12.0 * alpha / EPS)))
+    Gauss-Legendre quadrature in log j of the midpoint-rule integral int_{J+1/2}^{v+1/2} (nodes eps / (8 alpha) apart in
+    log j, finer than the narrowest resonance of the sums at Im z = eps x)."""
+    J = min(v, max(EXACT_MODES, math.ceil(12.0 * alpha / eps)))
     j = np.arange(1, J + 1, dtype=np.float64)
     t, w = [j], [np.ones(J)]
     if v > J:
         lo, hi = math.log(J + 0.5), math.log(v + 0.5)
-        panels = max(1, math.ceil((hi - lo) * max(alpha, 0.25) / EPS))
+        panels = max(1, math.ceil((hi - lo) * max(alpha, 0.25) / eps))
         xg, wg = np.polynomial.legendre.leggauss(8)
         edges = np.linspace(lo, hi, panels + 1)
         mid, half = 0.5 * (edges[1:] + edges[:-1]), 0.5 * np.diff(edges)
@@ -239,24 +241,28 @@ class DeterministicEquivalent:
         self.__dict__.update(kw)
 
 
-def deterministic_equivalent(d: int, alpha: float, beta: float, v: int | None = None) -> DeterministicEquivalent:
+def deterministic_equivalent(d: int, alpha: float, beta: float, v: int | None = None, *,
+                             eps: float = EPS) -> DeterministicEquivalent:
     """Deterministic-equivalent spectrum of K = W^T D W and forcing weights, discretized into d modes.
 
     Mode i takes the bin N in [i-1, i] of the eigenvalue count N(x) (from the bottom; ``_resolvent_sweep``), its
     eigenvalue the mean of x over the bin, its forcing weight the mass of the forcing density there (at
-    z = x (1 + i EPS), on a log grid of step GRID_STEP). Sums are
+    z = x (1 + i eps), on a log grid of step eps / 2). Sums are
     renormalized to the exact totals (tr K -> tr D, forcing + P* -> sum_j j^-(2a+2b)).
     """
     d, alpha, beta, v = _check_args(d, alpha, beta, v)
-    delta, omega, c2 = _atoms(v, alpha, beta)
+    eps = float(eps)
+    if not 1e-4 <= eps <= 0.05:
+        raise ValueError(f"eps must be in [1e-4, 0.05], got {eps!r}")
+    delta, omega, c2 = _atoms(v, alpha, beta, eps)
     tau = _tau(d, delta, omega)
     p_star = float(np.sum(omega * c2 / (1.0 + tau * delta)))
     trace = float(np.sum(omega * delta))
     x_hi = 3.0 * (1.0 + trace / d) * (1.0 + 3.0 / math.sqrt(d)) ** 2
     x_lo = 1e-3 / tau
-    n = math.ceil(math.log(x_hi / x_lo) / GRID_STEP) + 1
+    n = math.ceil(math.log(x_hi / x_lo) / (0.5 * eps)) + 1
     xs = np.exp(np.linspace(math.log(x_hi), math.log(x_lo), n))
-    count, dens_f, ok = _resolvent_sweep(xs, EPS, delta, omega, c2, float(d), p_star)
+    count, dens_f, ok = _resolvent_sweep(xs, eps, delta, omega, c2, float(d), p_star)
     if not ok.all():
         raise ArithmeticError(f"PLRF deterministic equivalent: the equation for m(z) did not converge at "
                               f"{int((~ok).sum())} of {n} grid points (d = {d}, alpha = {alpha}, beta = {beta}, v = {v})")
