@@ -42,8 +42,23 @@ def test_muon_noise_floor_is_flagged_not_trusted():
     curve = hd.solve(p, hd.Muon(0.2, batch=8), 300)
     assert curve.status == "outside_validity" and "update noise" in curve.message
     assert curve.valid[:5].all() and not curve.valid[-1]
-    # SignSVD on the same problem stays valid
-    assert hd.solve(p, hd.SignSVD(0.2, batch=8), 300).valid.all()
+
+
+def test_mean_field_noise_floor_flag_fires_where_it_fails():
+    """SignSVD's mean field (C2) on a noiseless isotropic problem with r_eff < 10 B: accurate while the residual is
+    mostly signal, 6-16% off once it is mostly update noise (the spread of (W - W*)^T (W - W*) that the diagonal
+    state drops lowers the drift); the flag separates the two."""
+    p = hd.matrix_isotropic(60, 120, seed=1)
+    opt = hd.SignSVD(0.2, batch=8)
+    curve = hd.solve(p, opt, 150)
+    assert curve.status == "outside_validity" and "update noise" in curve.message
+    sim = validation.simulate(p, opt, grid=curve.steps, seeds=16, key=7)
+    r = np.abs(curve.risk / sim.mean - 1)
+    se = sim.sem / sim.mean
+    ok = curve.valid
+    assert ok[:20].all()
+    assert np.max(r[ok] - 3 * se[ok]) < 0.03, f"valid part: worst {np.max(r[ok]):.3f}"
+    assert np.max(r[~ok]) > 0.05, f"flagged part: worst {np.max(r[~ok]):.3f}"
 
 
 def test_large_batch_mean_field_is_flagged():

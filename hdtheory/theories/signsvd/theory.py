@@ -31,8 +31,11 @@ C2_MIN_SAMPLES = 8
 SPREAD_FACTOR = 10.0
 #: SignSVD's (C2) is trusted up to this batch as a fraction of n
 C2_MAX_BATCH_FRACTION = 0.25
-#: Muon at B > 1: the mean-field gains hold while at most this fraction of E is accumulated update noise
-MUON_NOISE_FRACTION = 0.4
+#: the sampled mean field (C2) holds while at most this fraction of E is accumulated update noise, and at most
+#: NOISE_FRACTION_SPIKY while the residual's effective rank is below SPIKY_RANK B
+NOISE_FRACTION = 0.4
+NOISE_FRACTION_SPIKY = 0.3
+SPIKY_RANK = 2.0
 
 
 @dataclass
@@ -107,12 +110,17 @@ class SignSVDTheory(Theory):
             return (f"batch {st.batch} > n/4 = {n / 4:g} with a residual of effective rank below {SPREAD_FACTOR:g} B: "
                     "the sampled mean field drops the spread of (W - W*)^T (W - W*) around its diagonal, which "
                     "matters when one step moves a large share of the directions (measured 35% off at B = n/3)")
-        if st.policy == cl.POLICY_MUON and st.batch > 1:
-            phi = float(np.dot(st.lam, st.noise)) / max(2.0 * self.risk(st), 1e-300)
-            if phi > MUON_NOISE_FRACTION:
-                return (f"Muon at B = {st.batch}: {phi:.0%} of the risk is accumulated update noise (above "
-                        f"{MUON_NOISE_FRACTION:.0%}); the Newton-Schulz gains of a noise-dominated residual are not "
-                        "those of the mean-field closure (measured up to 10-15% off on such floors)")
+        if reg == cl.C2:
+            E = 2.0 * self.risk(st)
+            phi = float(np.dot(st.lam, st.noise)) / max(E, 1e-300)
+            spiky = cl.effective_rank(st.lam, st.rho, st.sig2, st.m) < SPIKY_RANK * st.batch
+            limit = NOISE_FRACTION_SPIKY if spiky else NOISE_FRACTION
+            if phi > limit:
+                where = f" with a residual of effective rank below {SPIKY_RANK:g} B" if spiky else ""
+                return (f"{opt.name} at B = {st.batch}: {phi:.0%} of the risk is accumulated update noise (above "
+                        f"{limit:.0%}{where}); the mean field "
+                        "keeps only the diagonal of (W - W*)^T (W - W*), whose spread by the update noise lowers the "
+                        "drift (and moves the Newton-Schulz gains) there")
         return ""
 
     def threshold(self, problem, opt) -> Threshold:
