@@ -203,27 +203,19 @@ def _cell(args):
 def sgd_phase_map(alphas, betas, *, progress: bool = True, executor=None, **kwargs):
     """Fitted and predicted compute-optimal exponents of SGD on PLRF over the (alpha, beta) grid: an
     ``xarray.Dataset`` with eta, xi, eta_pred, xi_pred, phase, prediction status and the cell's fit status on
-    (alpha, beta). ``kwargs`` go to ``compute_optimal``; ``executor``: any object with ``map`` (or ``submit``),
-    e.g. a concurrent.futures pool or a dask client (None: in process)."""
+    (alpha, beta). ``kwargs`` go to ``compute_optimal``; ``executor``: any concurrent.futures-style executor
+    (``submit``), e.g. a process pool or a Dask ``Client`` (None: in process); a cell whose task is lost is
+    recorded as failed."""
     import xarray as xr
 
     alphas = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
     betas = np.atleast_1d(np.asarray(betas, dtype=np.float64))
     cells = [(float(a), float(b), dict(kwargs)) for a in alphas for b in betas]
-    if executor is None:
-        results = map(_cell, cells)
-    elif hasattr(executor, "map"):
-        results = executor.map(_cell, cells)
-    elif hasattr(executor, "submit"):
-        futures = [executor.submit(_cell, cell) for cell in cells]
-        results = (f.result() for f in futures)
-    else:
-        raise ValueError(f"executor must have map or submit (concurrent.futures-style), got {executor!r}")
-    if progress:
-        from tqdm.auto import tqdm
+    from .sweeps import run_tasks
 
-        results = tqdm(results, total=len(cells), desc="SGD compute-optimal phases", unit="cell", leave=False)
-    results = list(results)
+    results = run_tasks(_cell, [(cell,) for cell in cells], executor, progress, "SGD compute-optimal phases")
+    results = [(phase_of(a, b).label, math.nan, math.nan, "failed", r) if isinstance(r, str) else r
+               for (a, b, _), r in zip(cells, results)]
     shape = (alphas.size, betas.size)
     get = lambda k: np.array([r[k] for r in results], dtype=object).reshape(shape)
     phases = [phase_of(a, b) for a, b, _ in cells]

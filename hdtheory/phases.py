@@ -1,5 +1,6 @@
-"""Power-law phase maps from the theory: two optimizers, each at its own theory-optimal hyperparameters, over
-(alpha, beta).
+"""Power-law phase maps from the theory, over (alpha, beta): two optimizers each at its own theory-optimal
+hyperparameters (``gain_map``), and SGD's compute-optimal frontier on power-law random features
+(``compute_optimal``, ``sgd_phase_map``, ``phase_of``: ``hdtheory/compute_optimal.py``).
 
 ``gain_map(alphas, betas, opt_a, opt_b, steps)`` builds, per cell, the power-law problem (``hd.powerlaw`` for vector
 optimizers, ``hd.matrix_powerlaw`` when either acts on a matrix), tunes each optimizer with ``hd.tune`` (lr by
@@ -20,6 +21,10 @@ import math
 import numpy as np
 
 from .checks import check_int
+from .compute_optimal import ComputeOptimal, compute_optimal, phase_of, sgd_phase_map
+
+__all__ = ["ComputeOptimal", "compute_optimal", "gain_map", "horizons_grid", "phase_label", "phase_of",
+           "power_law_problem", "sgd_phase_map"]
 
 #: optimizers whose weights are a matrix (their phase maps use hd.matrix_powerlaw)
 MATRIX_OPTIMIZERS = ("signsvd", "muon")
