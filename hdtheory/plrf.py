@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 
-import numba as nb
 import numpy as np
 from scipy.optimize import brentq
 
@@ -176,63 +175,6 @@ def limit_level(d: int, alpha: float, beta: float, v: int | None = None) -> floa
     return float(np.sum(omega * c2 / (1.0 + tau * delta)))
 
 
-@nb.njit(cache=True)
-def _resolvent_sweep(xs, eps, delta, omega, c2, d, p_star):
-    """Solve m(z), z = x (1 + i eps), along the decreasing grid xs by Newton continuation (from the linear
-    extrapolation of the two previous points). Per x return N(x) = (1/pi) [d arg s - d Im m - sum_j arg(1 + delta_j s)],
-    s = -m / z (the count of eigenvalues of K below x: minus 1/pi times the imaginary part of the equivalent
-    log det(K - z)), the forcing density
-    q(x) = (1 / pi) Im[sum_j c_j^2 / (delta_j m - z) + P* / z] (the point mass P* at 0 removed) and a convergence flag."""
-    n = xs.shape[0]
-    count = np.empty(n)
-    dens_f = np.empty(n)
-    ok = np.ones(n, dtype=nb.boolean)
-    m = 1.0 + 0.0j
-    m_prev = m
-    inv_d = 1.0 / d
-    for k in range(n):
-        z = xs[k] * (1.0 + 1.0j * eps)
-        if k >= 2:
-            guess = 2.0 * m - m_prev
-            m_prev = m
-            if (-guess / z).imag > 0.0:
-                m = guess
-        conv = False
-        for _ in range(200):
-            s1 = 0.0j
-            s2 = 0.0j
-            for q in range(delta.shape[0]):
-                inv = 1.0 / (delta[q] * m - z)
-                t = omega[q] * delta[q] * inv
-                s1 += t
-                s2 += t * delta[q] * inv
-            phi = m + m * inv_d * s1 - 1.0
-            dphi = 1.0 + inv_d * s1 - m * inv_d * s2
-            step = phi / dphi
-            mn = m - step
-            # keep s = -m / z a Stieltjes transform (Im s > 0): halve steps that leave it
-            tries = 0
-            while (-mn / z).imag <= 0.0 and tries < 60:
-                step *= 0.5
-                mn = m - step
-                tries += 1
-            m = mn
-            if abs(step) <= 1e-13 * abs(m):
-                conv = True
-                break
-        ok[k] = conv
-        s = -m / z
-        acc = 0.0
-        sf = 0.0j
-        for q in range(delta.shape[0]):
-            w = 1.0 + delta[q] * s
-            acc += omega[q] * math.atan2(w.imag, w.real)
-            sf += omega[q] * c2[q] / (delta[q] * m - z)
-        count[k] = (d * math.atan2(s.imag, s.real) - d * m.imag - acc) / np.pi
-        dens_f[k] = (sf + p_star / z).imag / np.pi
-    return count, dens_f, ok
-
-
 class DeterministicEquivalent:
     """The discretized deterministic equivalent: ``eigenvalues`` (d, descending), ``forcing`` = lambda_i rho_i(0)
     per mode (MSE units), ``p_star``, ``tau``, and the curves on the x grid (``x``, ``count`` N(x), ``forcing_cdf``)."""
@@ -245,7 +187,7 @@ def deterministic_equivalent(d: int, alpha: float, beta: float, v: int | None = 
                              eps: float = EPS) -> DeterministicEquivalent:
     """Deterministic-equivalent spectrum of K = W^T D W and forcing weights, discretized into d modes.
 
-    Mode i takes the bin N in [i-1, i] of the eigenvalue count N(x) (from the bottom; ``_resolvent_sweep``), its
+    Mode i takes the bin N in [i-1, i] of the eigenvalue count N(x) (from the bottom; ``plrf_resolvent.resolvent_sweep``), its
     eigenvalue the mean of x over the bin, its forcing weight the mass of the forcing density there (at
     z = x (1 + i eps), on a log grid of step eps / 2). Sums are
     renormalized to the exact totals (tr K -> tr D, forcing + P* -> sum_j j^-(2a+2b)).
@@ -262,7 +204,9 @@ def deterministic_equivalent(d: int, alpha: float, beta: float, v: int | None = 
     x_lo = 1e-3 / tau
     n = math.ceil(math.log(x_hi / x_lo) / (0.5 * eps)) + 1
     xs = np.exp(np.linspace(math.log(x_hi), math.log(x_lo), n))
-    count, dens_f, ok = _resolvent_sweep(xs, eps, delta, omega, c2, float(d), p_star)
+    from .plrf_resolvent import resolvent_sweep
+
+    count, dens_f, ok = resolvent_sweep(xs, eps, delta, omega, c2, float(d), p_star)
     if not ok.all():
         raise ArithmeticError(f"PLRF deterministic equivalent: the equation for m(z) did not converge at "
                               f"{int((~ok).sum())} of {n} grid points (d = {d}, alpha = {alpha}, beta = {beta}, v = {v})")
