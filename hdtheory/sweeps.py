@@ -148,14 +148,24 @@ def _default_grid(steps, built) -> np.ndarray:
     return step_grid(steps, multiple_of=span)
 
 
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
 def run_tasks(fn, tasks, executor=None, progress=True, desc="cells") -> list:
     """[fn(*args) for args in tasks], in order: in process (``executor`` None) or through ``executor.submit``
     (concurrent.futures executors, a Dask ``Client``: anything whose futures have ``result()``), with a progress
     bar that moves as futures finish. A task whose future raises (a dead worker, a failed transfer) comes back
     as the text "the executor raised ..."; ``fn`` itself should catch what it wants recorded."""
-    from tqdm.auto import tqdm
+    bar = _NoBar()
+    if progress:  # tqdm.auto warns in a notebook without ipywidgets even when disabled: import it only when shown
+        from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(tasks), desc=desc, unit="cell", leave=False, disable=not progress)
+        bar = tqdm(total=len(tasks), desc=desc, unit="cell", leave=False)
     results = [None] * len(tasks)
     try:
         if executor is None:
