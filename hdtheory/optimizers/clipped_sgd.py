@@ -81,9 +81,11 @@ class ClippedSGD(OptimizerMixin):
 
     def hyper_at(self, k) -> np.ndarray:
         """Rows: the step size and the clip level (kappa for a relative level) at the steps ``k``."""
-        k = np.atleast_1d(np.asarray(k))
-        return np.ascontiguousarray(np.stack([np.broadcast_to(self.lr_at(k), k.shape),
-                                              np.broadcast_to(self.clip_at(k), k.shape)]), dtype=np.float64)
+        k = np.atleast_1d(np.asarray(k)).ravel()
+        out = np.empty((2, k.size))
+        out[0] = self.lr_at(k)
+        out[1] = self.clip_at(k)
+        return out
 
     def to_dict(self) -> dict:
         out = super().to_dict()
