@@ -131,6 +131,28 @@ def sign_coefficients(hp, z, s, consts, am1, f, h):
 
 
 @nb.njit(cache=True)
+def _excess_sums(mu, rho, count):
+    """(sum_j x_j, sum_j x_j^2 / count_j) with x_j = mu_j rho_j, the excess of merged mode j (validity's sums)."""
+    sx = 0.0
+    sxx = 0.0
+    for j in range(mu.shape[0]):
+        x = mu[j] * rho[j]
+        sx += x
+        sxx += x * x / count[j]
+    return sx, sxx
+
+
+@nb.njit(cache=True)
+def _past_bound(a, mu, rho, n):
+    """Whether some mode's linearized drift exceeds its Cauchy-Schwarz bound: a^2 mu_j^2 rho_j > n_j."""
+    a2 = a * a
+    for j in range(mu.shape[0]):
+        if a2 * mu[j] * mu[j] * rho[j] > n[j]:
+            return True
+    return False
+
+
+@nb.njit(cache=True)
 def _integrate(consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol, dmax,
                dependence, correctors, extrapolate, single, switching, carry):
     return integrate(sign_coefficients, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap,
@@ -340,16 +362,16 @@ class SignSGDTheory(Theory):
         if st.invalid:
             return st.invalid
         B = _effective_batch(opt)
-        x = st.mu * st.rho  # the excess of each merged mode
-        E = float(st.c0[0] + x.sum())
+        sx, sxx = _excess_sums(st.mu, st.rho, st.count if st.count is not None else st.mu)  # sxx unused w/o count
+        E = float(st.c0[0] + sx)
         why = st.fixed_reason
-        if not why and st.count is not None and E > 0 and x.sum() > 0:
-            why = _localized_reason(math.sqrt(B) * float(np.sum(x * x / st.count)) / (E * float(x.sum())), 0.0, B)
+        if not why and st.count is not None and E > 0 and sx > 0:
+            why = _localized_reason(math.sqrt(B) * sxx / (E * sx), 0.0, B)
         if not why and E > st.c0[0]:
             s_row = math.sqrt((E - st.c0[0]) / st.outputs)
             law = st.law
             a = drift(s_row, law.sigma, law.A, law.mode, law.lx0, law.h, law.coef)
-            if not st.per_example and np.any(a * a * st.mu * st.mu * st.rho > st.n):
+            if not st.per_example and _past_bound(a, st.mu, st.rho, st.n):
                 why = ("the linearized drift of a mode exceeds its Cauchy-Schwarz bound (there (G3) holds it at the "
                        "bound): a mean sign past 1")
         st.invalid = why
