@@ -54,8 +54,10 @@ class OptimizerMixin:
     def hyper_at(self, k) -> np.ndarray:
         """Every scheduled hyperparameter at the steps ``k``: a C-contiguous float64 array with one row per
         name in ``hyper_names`` and one column per step."""
-        k = np.atleast_1d(np.asarray(k))
-        return np.ascontiguousarray(np.reshape(self.lr_at(k), (1, -1)), dtype=np.float64)
+        k = np.atleast_1d(np.asarray(k)).ravel()
+        out = np.empty((1, k.size))
+        out[0] = self.lr_at(k)
+        return out
 
     def with_lr(self, lr):
         return dataclasses.replace(self, lr=lr)
