@@ -17,7 +17,7 @@ from .noise import Gaussian, NoiseLaw, Rademacher, StudentT
 from .matrix_problem import MatrixProblem, matrix_isotropic, matrix_powerlaw
 from .optimizers import LA, SGD, SLA, ClippedSGD, LADiLoCo, Muon, RelativeClip, SignSGD, SignSVD
 from .problems import Problem, from_covariance, isotropic, powerlaw
-from .plrf import plrf
+from .random_features import plrf
 from .results import RiskCurve
 from .schedules import Constant, Piecewise, PowerDecay, Sequence, WarmupCosine
 from .sweeps import load_sweep, save_sweep, sweep

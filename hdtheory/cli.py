@@ -406,7 +406,11 @@ def cmd_tune(args) -> int:
     over = tuple(x.strip() for x in args.over.split(",") if x.strip())
     t0 = time.perf_counter()
     best = hd.tune(prob, opt, args.steps, over=over)
-    at = f"step {best.steps}" + (f" ({args.steps * opt.batch} samples)" if "batch" in over else "")
+    if not math.isfinite(best.risk):
+        print(f"hdtheory: error: no {', '.join(over)} in the search range reaches step {best.steps} without "
+              f"diverging (status {best.status})", file=sys.stderr)
+        return EXIT_INPUT
+    at = f"step {best.steps}" + (f" ({args.steps * opt.samples_per_step} samples)" if "batch" in over else "")
     print(f"tuned {', '.join(over)} of {args.optimizer} for the risk at {at} "
           f"({best.evaluations} solves, {time.perf_counter() - t0:.2f} s):")
     for k, v in best.params.items():

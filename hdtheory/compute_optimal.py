@@ -86,7 +86,7 @@ EPS = 0.02
 
 @functools.lru_cache(maxsize=256)
 def _problem(d: int, alpha: float, beta: float, v: int | None):
-    from .plrf import plrf
+    from .random_features import plrf
 
     return plrf(d, alpha, beta, v=v, eps=EPS)
 
@@ -195,8 +195,8 @@ def _cell(args):
         return ph.label, math.nan, math.nan, "inadmissible", ""
     try:
         res = compute_optimal(alpha, beta, **kwargs)
-    except (ValueError, ArithmeticError) as exc:
-        return ph.label, math.nan, math.nan, "failed", str(exc)
+    except Exception as exc:  # noqa: BLE001  (a bad cell is recorded, never raised)
+        return ph.label, math.nan, math.nan, "failed", f"{type(exc).__name__}: {exc}"
     return ph.label, res.eta, res.xi, res.status, res.message
 
 
@@ -210,8 +210,15 @@ def sgd_phase_map(alphas, betas, *, progress: bool = True, executor=None, **kwar
 
     alphas = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
     betas = np.atleast_1d(np.asarray(betas, dtype=np.float64))
-    cells = [(float(a), float(b), dict(kwargs)) for a in alphas for b in betas]
+    import inspect
+
     from .sweeps import run_tasks
+
+    try:
+        inspect.signature(compute_optimal).bind(1.0, 1.0, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"sgd_phase_map: {exc} (its keyword arguments go to compute_optimal)") from None
+    cells = [(float(a), float(b), dict(kwargs)) for a in alphas for b in betas]
 
     results = run_tasks(_cell, [(cell,) for cell in cells], executor, progress, "SGD compute-optimal phases")
     results = [(phase_of(a, b).label, math.nan, math.nan, "failed", r) if isinstance(r, str) else r

@@ -67,55 +67,60 @@ def power_law_problem(alpha, beta, d, noise, matrix: bool, m=None, seed: int = 0
 
 def _steps_of(opt, horizons, per):
     """Steps of ``opt`` at each horizon: the horizons themselves (per="steps"), or horizons in samples divided by
-    the samples one step consumes (batch x workers), rounded down to whole updates."""
-    h = np.asarray(horizons, dtype=np.int64)
-    if per == "steps":
-        return h
-    span = opt.steps_per_update
-    s = h // (opt.batch * getattr(opt, "workers", 1)) // span * span
-    if s[0] < span or np.any(np.diff(s) <= 0):
-        raise ValueError(f"the sample horizons {list(h)} do not give increasing whole updates of {opt.name}")
-    return s
+    the samples one step consumes (``opt.samples_per_step``). Every horizon must be positive, increasing and a
+    whole number of updates (of samples per update with per="samples"); a ValueError names the first that is not."""
+    h = [int(x) for x in np.atleast_1d(horizons)]
+    unit = opt.steps_per_update * (opt.samples_per_step if per == "samples" else 1)
+    what = "samples" if per == "samples" else "steps"
+    for i, x in enumerate(h):
+        if x <= 0 or (i and x <= h[i - 1]):
+            raise ValueError(f"horizons must be positive and increasing, got {h}")
+        if x % unit:
+            raise ValueError(f"horizon {x} is not a whole number of {opt.name} updates: give {what} that are "
+                             f"multiples of {unit}")
+    return np.asarray(h, dtype=np.int64) // (opt.samples_per_step if per == "samples" else 1)
 
 
-def gain_row(alpha, betas, opt_a, opt_b, horizons, d, m, noise, matrix, over_a, over_b, per, points, refine):
-    """One row (fixed alpha) of ``gain_map``: both optimizers tuned at every horizon on each cell's power law, the
-    lr scan of each cell warm-started from the previous cell's optima. Returns a list of dicts, one per beta, of
-    per-horizon arrays (risk_<x>, <param>_<x>) and the flags edge, valid."""
+def _cell(alpha, beta, opt_a, opt_b, horizons, d, m, noise, matrix, over_a, over_b, per, points, refine, near):
+    """One cell of ``gain_map`` (both optimizers tuned at every horizon); updates ``near`` for the next cell."""
     import warnings
 
     from .problems import InadmissibleWarning
     from .tuning import lr_scale, tune
 
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InadmissibleWarning)
+        prob = power_law_problem(alpha, beta, d, noise, matrix, m)
+    out, edge = {}, False
+    valid = not any(issubclass(w.category, InadmissibleWarning) for w in caught)  # no d -> infinity limit
+    for key, opt, over in (("a", opt_a, over_a), ("b", opt_b, over_b)):
+        tuned = tune(prob, opt, list(_steps_of(opt, horizons, per)), over=over, points=points, refine=refine,
+                     near=near[key])
+        out[f"risk_{key}"] = np.array([t.risk for t in tuned])
+        for name in over:
+            out[f"{name}_{key}"] = np.array([float(t.params[name]) for t in tuned])
+        if over == ("lr",):
+            frac = out[f"lr_{key}"] / lr_scale(prob, opt)
+            near[key] = (float(frac.min()), float(frac.max()))
+        edge |= any(t.edge for t in tuned)
+        valid &= all(t.valid for t in tuned)
+    out["edge"], out["valid"] = edge, valid
+    return out
+
+
+def gain_row(alpha, betas, *args):
+    """One row (fixed alpha) of ``gain_map``, the lr scan of each cell warm-started from the previous cell's
+    optima: a list, per beta, of the cell's dict of per-horizon arrays (risk_<x>, <param>_<x>) and the flags
+    edge, valid, or the text of the exception the cell raised (the other cells go on)."""
     near = {"a": None, "b": None}
     row = []
     for beta in betas:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", InadmissibleWarning)
-            prob = power_law_problem(alpha, beta, d, noise, matrix, m)
-        out, edge, valid = {}, False, True
-        for key, opt, over in (("a", opt_a, over_a), ("b", opt_b, over_b)):
-            steps = list(_steps_of(opt, horizons, per))
-            tuned = tune(prob, opt, steps, over=over, points=points, refine=refine, near=near[key])
-            out[f"risk_{key}"] = np.array([t.risk for t in tuned])
-            for name in over:
-                out[f"{name}_{key}"] = np.array([float(t.params[name]) for t in tuned])
-            if over == ("lr",):
-                frac = out[f"lr_{key}"] / lr_scale(prob, opt)
-                near[key] = (float(frac.min()), float(frac.max()))
-            edge |= any(t.edge for t in tuned)
-            valid &= all(t.valid for t in tuned)
-        out["edge"], out["valid"] = edge, valid
-        row.append(out)
+        try:
+            row.append(_cell(alpha, beta, *args, near))
+        except Exception as e:  # noqa: BLE001  (a bad cell is recorded, never raised)
+            row.append(f"alpha={alpha:g}, beta={beta:g}: {type(e).__name__}: {e}")
+            near = {"a": None, "b": None}
     return row
-
-
-def _guarded_row(*args):
-    """gain_row, with an exception returned as its text (the map records the row's cells as errors)."""
-    try:
-        return gain_row(*args)
-    except Exception as e:  # noqa: BLE001  (a bad row is recorded, never raised)
-        return f"gain_row raised {type(e).__name__}: {e}"
 
 
 def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int | None = None, noise=None,
@@ -125,15 +130,17 @@ def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int |
     ``over_a`` / ``over_b``; the given values only start the search) per horizon, on the power laws (alpha, beta);
     see the module docstring. ``horizons`` (default ``horizons_grid(steps)``) count steps, or samples with
     ``per="samples"`` (each optimizer then runs horizon / (batch x workers) steps: LA-DiLoCo vs SGD at equal
-    samples). ``m``: outputs of the matrix problems (default d). ``points``, ``refine``: the lr lattice and the
-    parabolic steps per horizon (``hd.tuning.lr_search``; two steps put the tuned risks within ~1e-4 of their
-    optimum); each cell's scan starts at its row neighbour's optima. ``executor``: a concurrent.futures-style
+    samples; they must then be whole numbers of each optimizer's updates). ``m``: outputs of the matrix problems
+    (default d). ``points``, ``refine``: the lr lattice and the parabolic steps per horizon
+    (``hd.tuning.lr_search``; accuracy in docs/derivations/tuning.md); each cell's scan starts at its row
+    neighbour's optima. ``executor``: a concurrent.futures-style
     executor (``submit``) to spread the rows (fixed alpha) over, e.g. a ``ProcessPoolExecutor`` or a Dask
     ``Client``; None = in process; the result does not depend on it.
     Returns an ``xarray.Dataset`` with ``ratio``, ``risk_a``, ``risk_b`` and each tuned hyperparameter
     (``lr_a``, ``clip_b``, ...) on (alpha, beta, horizon), and ``phase``, ``edge`` (a tuned value on its search
-    range's edge somewhere) and ``valid`` on (alpha, beta). A row that raises leaves its cells NaN with phase
-    ``error``; ``attrs["errors"]`` holds the messages."""
+    range's edge somewhere) and ``valid`` (False where a tuned curve left its theory's validity, or where
+    2 alpha + 2 beta <= 1 leaves the problem without a d -> infinity limit) on (alpha, beta). A cell that raises
+    stays NaN with phase ``error``; ``attrs["errors"]`` holds the messages. Phase labels: ``phase_label``."""
     import xarray as xr
 
     from .sweeps import run_tasks
@@ -146,12 +153,16 @@ def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int |
         raise ValueError("gain_map tunes continuous hyperparameters only (batch changes the horizons' meaning)")
     alphas = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
     betas = np.atleast_1d(np.asarray(betas, dtype=np.float64))
-    hz = horizons_grid(steps)[1:] if horizons is None else np.asarray(horizons, dtype=np.int64)
+    if horizons is None:  # log-spaced, rounded up to whole updates of both optimizers
+        unit = math.lcm(*(o.steps_per_update * (o.samples_per_step if per == "samples" else 1) for o in (opt_a, opt_b)))
+        hz = np.unique(-(-horizons_grid(steps)[1:] // unit) * unit)
+    else:
+        hz = np.asarray(horizons, dtype=np.int64)
     for opt in (opt_a, opt_b):
-        _steps_of(opt, hz, per)  # fail before any work
+        _steps_of(opt, hz, per)  # bad horizons fail before any work
     matrix = opt_a.name in MATRIX_OPTIMIZERS or opt_b.name in MATRIX_OPTIMIZERS
     args = [(a, betas, opt_a, opt_b, hz, d, m, noise, matrix, over_a, over_b, per, points, refine) for a in alphas]
-    rows = run_tasks(_guarded_row, args, executor, progress, desc=f"gain map {opt_a.name} / {opt_b.name} (rows)")
+    rows = run_tasks(gain_row, args, executor, progress, desc=f"gain map {opt_a.name} / {opt_b.name} (rows)")
     shape = (alphas.size, betas.size, hz.size)
     keys = ["risk_a", "risk_b"] + [f"{n}_a" for n in over_a] + [f"{n}_b" for n in over_b]
     out = {k: np.full(shape, np.nan) for k in keys}
@@ -160,10 +171,13 @@ def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int |
     phase = np.full(shape[:2], "error", dtype=object)
     errors = {}
     for i, row in enumerate(rows):
-        if isinstance(row, str):  # the row raised: its cells stay NaN with phase "error"
+        if isinstance(row, str):  # the executor lost the row: its cells stay NaN with phase "error"
             errors[f"alpha={alphas[i]:g}"] = row
             continue
         for j, res in enumerate(row):
+            if isinstance(res, str):  # the cell raised
+                errors[f"alpha={alphas[i]:g}, beta={betas[j]:g}"] = res
+                continue
             for k in keys:
                 out[k][i, j] = res[k]
             edge[i, j], valid[i, j] = res["edge"], res["valid"]

@@ -69,8 +69,9 @@ def lr_scale(problem, opt) -> float:
     return top
 
 
-def _lr_logs(problem, opt, points, decades=LR_DECADES):
-    top = lr_scale(problem, opt)
+def _lr_logs(problem, opt, points, decades=LR_DECADES, top=None):
+    """The lr lattice (log lr): ``points`` values over [10^-decades, 1] x the lr scale."""
+    top = lr_scale(problem, opt) if top is None else top
     return np.linspace(math.log(top) - decades * math.log(10.0), math.log(top), points)
 
 
@@ -129,11 +130,11 @@ def lr_search(problem, opt, grid, *, points: int = 20, decades: float = LR_DECAD
     scanned range's edge: on a unimodal risk the result is the full scan's, at fewer solves."""
     grid = np.asarray(grid, dtype=np.int64)
     top = lr_scale(problem, opt)
-    logs = np.linspace(math.log(top) - decades * math.log(10.0), math.log(top), points)
+    logs = _lr_logs(problem, opt, points, decades, top)
     H = grid.size - 1
     risk = np.full((points, H), np.inf)
-    valid = np.ones((points, H), dtype=bool)
-    status = np.empty((points,), dtype=object)
+    valid = np.zeros((points, H), dtype=bool)  # False where a curve stopped before the horizon
+    status = np.full((points,), "not solved", dtype=object)
     done = np.zeros(points, dtype=bool)
 
     def scan(i):
@@ -151,9 +152,12 @@ def lr_search(problem, opt, grid, *, points: int = 20, decades: float = LR_DECAD
         hi = int(np.clip(np.searchsorted(logs, f.max()), lo, points - 1))
     for i in range(lo, hi + 1):
         scan(i)
-    while True:  # extend a warm-started range while an optimum sits on its edge
-        best = np.argmin(np.where(done[:, None], risk, np.inf), axis=0)
-        grow = [i for i in ((lo - 1) if np.any(best == lo) else None, (hi + 1) if np.any(best == hi) else None)
+    while True:  # extend a warm-started range while an optimum sits on its edge (or a horizon has none yet)
+        seen = np.where(done[:, None], risk, np.inf)
+        best = np.argmin(seen, axis=0)
+        none = ~np.isfinite(seen.min(axis=0))
+        down, up = np.any((best == lo) | none), np.any((best == hi) | none)
+        grow = [i for i in ((lo - 1) if down else None, (hi + 1) if up else None)
                 if i is not None and 0 <= i < points and not done[i]]
         if not grow:
             break
@@ -190,6 +194,12 @@ def lr_search(problem, opt, grid, *, points: int = 20, decades: float = LR_DECAD
 # tune: any subset of the tunable hyperparameters at one or several horizons
 # ------------------------------------------------------------------------------------------------------
 
+def steps_for_samples(opt, samples: int) -> int:
+    """The steps of ``opt`` that consume at most ``samples`` fresh samples, in whole updates."""
+    span = opt.steps_per_update
+    return int(samples) // opt.samples_per_step // span * span
+
+
 def _check_over(opt, over):
     over = (over,) if isinstance(over, str) else tuple(over)
     if not over:
@@ -221,7 +231,7 @@ class _Objective:
 
     def __init__(self, problem, steps):
         self.problem, self.grid, self.evaluations = problem, np.array([0, steps], dtype=np.int64), 0
-        self.best = (math.inf, None, True, "not evaluated")
+        self.best = (math.inf, None, False, "diverged")  # until some candidate reaches the horizon
 
     def __call__(self, opt) -> float:
         self.evaluations += 1
@@ -290,10 +300,14 @@ def tune(problem, opt, steps, over=("lr",), *, samples: int | None = None, batch
     docstring). ``steps``: a horizon, or a sequence of horizons (then a list of ``Tuned``, one per horizon; tuning
     only ``lr`` shares one scan among them). ``over``: names from ``lr``, ``clip``, ``outer_lr``, ``batch``;
     ``batch`` compares ``batches`` (default: powers of 2 up to 1024 that leave at least one update) at fixed
-    ``samples`` (default steps x batch x workers of ``opt``), tuning the other names at each. The given values of
+    ``samples`` (default steps x ``opt.samples_per_step``), tuning the other names at each. The given values of
     the tuned hyperparameters are only starting points (the first round of coordinate descent uses them for the
     names tuned after)."""
     over = _check_over(opt, over)
+    if "batch" not in over and (samples is not None or batches is not None):
+        raise ValueError("samples and batches apply to tuning over batch: add 'batch' to over")
+    if near is not None and tuple(n for n in over if n != "batch") != ("lr",):
+        raise ValueError("near warm-starts the lr scan and applies when lr is the only continuous name tuned")
     points = check_int("points", points)
     if points < 3:
         raise ValueError(f"points must be at least 3, got {points}")
@@ -315,22 +329,19 @@ def tune(problem, opt, steps, over=("lr",), *, samples: int | None = None, batch
         else:
             out = [_tune_at(problem, opt, s, names, points, rounds, refine) for s in horizons]
         return out if many else out[0]
-    span = opt.steps_per_update
-    per_step = opt.batch * getattr(opt, "workers", 1)
-    total = horizons[0] * per_step if samples is None else check_int("samples", samples)
-    width = per_step // opt.batch
+    total = horizons[0] * opt.samples_per_step if samples is None else check_int("samples", samples)
     cands = batches if batches is not None else [2 ** i for i in range(11)]
     results, spent = [], 0
     for B in cands:
-        B = check_batch(B)
-        s = total // (B * width) // span * span
-        if s < span:
+        candidate = dataclasses.replace(opt, batch=check_batch(B))
+        s = steps_for_samples(candidate, total)
+        if s < candidate.steps_per_update:
             continue
-        r = _tune_at(problem, dataclasses.replace(opt, batch=B), s, names, points, rounds, refine) if names else None
+        r = _tune_at(problem, candidate, s, names, points, rounds, refine) if names else None
         if r is None:
             f = _Objective(problem, s)
-            rr = f(dataclasses.replace(opt, batch=B))
-            r = Tuned(dataclasses.replace(opt, batch=B), rr, s, {}, (), f.best[2], f.best[3], 1)
+            rr = f(candidate)
+            r = Tuned(candidate, rr, s, {}, (), f.best[2], f.best[3], 1)
         spent += r.evaluations
         results.append(r)
     if not results:

@@ -193,3 +193,9 @@ def test_tune_prints_the_tuned_values_and_their_risk(tmp_path):
     bad = run("tune", "sgd", "--d", "20", "--steps", "50", "--over", "clip")
     assert bad.returncode == 2 and "no hyperparameter 'clip'" in bad.stderr
     _no_traceback(bad)
+
+
+def test_tune_where_every_candidate_diverges_exits_2():
+    r = run("tune", "sgd", "--lr", "1e6", "--d", "20", "--steps", "50", "--over", "batch")
+    assert r.returncode == 2 and "without diverging" in r.stderr and "batch =" not in r.stdout
+    _no_traceback(r)

@@ -8,7 +8,7 @@ import hdtheory
 
 MODULES = ["hdtheory.checks", "hdtheory.schedules", "hdtheory.noise", "hdtheory.grid", "hdtheory.results",
            "hdtheory.problems", "hdtheory.optimizers", "hdtheory.theory", "hdtheory.stepping", "hdtheory.driver",
-           "hdtheory.thresholds", "hdtheory.tuning", "hdtheory.sweeps", "hdtheory.phases", "hdtheory.plrf",
+           "hdtheory.thresholds", "hdtheory.tuning", "hdtheory.sweeps", "hdtheory.phases", "hdtheory.random_features",
            "hdtheory.compute_optimal", "hdtheory.plotting", "hdtheory.cli",
            "hdtheory.theories.sgd", "hdtheory.theories.clipped_sgd", "hdtheory.theories.signsgd",
            "hdtheory.theories.la_diloco", "validation", "validation.simulate", "validation.compare",

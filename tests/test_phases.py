@@ -58,17 +58,29 @@ def test_gain_map_tunes_the_clip_level_where_asked():
 def test_gain_map_rejects_bad_requests():
     with pytest.raises(ValueError, match="per must be"):
         hd.phases.gain_map([1.0], [0.5], hd.SGD(1.0), hd.SGD(1.0), 100, d=10, per="flops", progress=False)
-    with pytest.raises(ValueError, match="whole updates"):
+    with pytest.raises(ValueError, match="whole number of la_diloco updates"):
         hd.phases.gain_map([1.0], [0.5], hd.LADiLoCo(1.0, workers=4, inner_steps=8), hd.SGD(1.0), 100, d=10,
                            horizons=[8, 16], per="samples", progress=False)
 
 
-def test_a_failing_row_is_recorded_and_the_map_goes_on(monkeypatch):
-    def boom(*args):
-        raise RuntimeError("no such cell")
+def test_a_failing_cell_is_recorded_and_its_neighbours_go_on(monkeypatch):
+    real = phases._cell
 
-    monkeypatch.setattr(phases, "gain_row", boom)
-    bad = hd.phases.gain_map([1.0, 2.0], [0.5], hd.SGD(1.0), hd.SGD(1.0), 100, d=20, horizons=[100], points=6,
-                             progress=False)
-    assert list(bad.phase.values.ravel()) == ["error", "error"] and np.isnan(bad.ratio.values).all()
-    assert "no such cell" in bad.attrs["errors"] and not bad.valid.values.any()
+    def flaky(alpha, beta, *args):
+        if beta == 0.75:
+            raise RuntimeError("no such cell")
+        return real(alpha, beta, *args)
+
+    monkeypatch.setattr(phases, "_cell", flaky)
+    ds = hd.phases.gain_map([1.0, 2.0], [0.5, 0.75, 1.0], hd.SGD(1.0), hd.SGD(1.0, batch=2), 100, d=20,
+                            horizons=[100], points=6, progress=False)
+    assert list(ds.phase.values[:, 1]) == ["error", "error"] and np.isnan(ds.ratio.values[:, 1]).all()
+    assert np.isfinite(ds.ratio.values[:, [0, 2]]).all() and "error" not in ds.phase.values[:, [0, 2]]
+    assert "no such cell" in ds.attrs["errors"] and not ds.valid.values[:, 1].any()
+
+
+def test_default_horizons_are_whole_updates_and_inadmissible_cells_are_flagged():
+    dil = hd.LADiLoCo(1.0, workers=2, inner_steps=4)
+    ds = hd.phases.gain_map([0.25, 1.0], [0.25], dil, hd.SGD(1.0), 100, d=20, points=6, progress=False)
+    assert np.all(ds.horizon.values % 4 == 0) and ds.horizon.values[-1] == 100
+    assert list(ds.valid.values[:, 0]) == [False, True]  # 2 alpha + 2 beta = 1 at alpha = 0.25: no d -> inf limit

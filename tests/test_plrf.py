@@ -1,14 +1,12 @@
 """hd.plrf: the exact reduction of a sampled W (against a direct PLRF Monte Carlo and closed forms), the deterministic
 equivalent (against averages over draws of W, its own totals and the F0 scaling law) and the argument checks."""
-import importlib
 import math
 
 import numpy as np
 import pytest
 
 import hdtheory as hd
-
-plrf_mod = importlib.import_module("hdtheory.plrf")
+import hdtheory.random_features as plrf_mod
 
 
 def test_sampled_reduction_closed_forms():
@@ -124,3 +122,9 @@ def test_errors():
     assert p.sigma2 < 1e-20 and np.sum(p.eigenvalues > 1e-12) == 10
     assert hd.plrf(50, 1.0, 0.5, seed=0, noise=hd.Rademacher(0.0)).sigma2 == pytest.approx(
         hd.plrf(50, 1.0, 0.5, seed=0).sigma2)
+
+
+def test_the_deterministic_equivalent_refuses_v_at_most_d():
+    for v in (50, 100):
+        with pytest.raises(ValueError, match="v > d"):
+            plrf_mod.deterministic_equivalent(100, 1.0, 0.5, v=v)

@@ -103,3 +103,32 @@ def test_bad_requests_name_what_is_wrong(opt, over, match):
 def test_batch_tuning_takes_one_horizon():
     with pytest.raises(ValueError, match="one horizon"):
         tune(hd.isotropic(10), hd.SGD(0.1), [10, 100], over=("lr", "batch"))
+
+
+def test_a_search_where_everything_diverges_says_so():
+    p = hd.powerlaw(50, 1.0, 0.5, noise=hd.Gaussian(0.1))
+    t = tune(p, hd.LADiLoCo(1e4), 20, over=("outer_lr",))
+    assert math.isinf(t.risk) and t.status == "diverged" and not t.valid
+
+
+def test_a_warm_start_on_a_diverging_range_still_finds_the_full_scans_optimum(monkeypatch):
+    from hdtheory import tuning
+
+    p = hd.powerlaw(100, 1.0, 0.5, noise=hd.Gaussian(0.1))
+    grid = np.array([0, 100, 1000])
+    top = tuning.lr_scale(p, hd.SGD(1.0))
+    # a lattice reaching far above the threshold, started where every lr diverges
+    monkeypatch.setattr(tuning, "lr_scale", lambda problem, opt: 1e4 * top)
+    full = lr_search(p, hd.SGD(1.0), grid, points=16, decades=8)
+    high = lr_search(p, hd.SGD(1.0), grid, points=16, decades=8, near=(0.5, 0.6))
+    assert np.all(np.isfinite(full.risk)) and np.all(high.valid)
+    np.testing.assert_array_equal(high.risk, full.risk)
+    np.testing.assert_array_equal(high.lr, full.lr)
+
+
+def test_options_that_do_not_apply_are_refused():
+    p = hd.isotropic(10)
+    with pytest.raises(ValueError, match="add 'batch' to over"):
+        tune(p, hd.SGD(0.1), 100, samples=10**6)
+    with pytest.raises(ValueError, match="near warm-starts"):
+        tune(p, hd.ClippedSGD(0.1), 100, over=("lr", "clip"), near=(0.1, 0.2))

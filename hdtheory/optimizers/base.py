@@ -51,6 +51,11 @@ class OptimizerMixin:
         round of several inner steps."""
         return 1
 
+    @property
+    def samples_per_step(self) -> int:
+        """Fresh samples one step consumes: the batch (LA-DiLoCo: batch x workers per inner step)."""
+        return int(self.batch)
+
     def hyper_at(self, k) -> np.ndarray:
         """Every scheduled hyperparameter at the steps ``k``: a C-contiguous float64 array with one row per
         name in ``hyper_names`` and one column per step."""

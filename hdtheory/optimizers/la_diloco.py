@@ -55,6 +55,10 @@ class LADiLoCo(OptimizerMixin):
         object.__setattr__(self, "nesterov", bool(self.nesterov))
 
     @property
+    def samples_per_step(self) -> int:
+        return int(self.batch * self.workers)
+
+    @property
     def steps_per_update(self) -> int:
         """One update is a round of H inner steps per worker."""
         return self.inner_steps

@@ -1,6 +1,6 @@
 """The deterministic equivalent of power-law random features on the real axis: m(z) by Newton continuation, the
 eigenvalue count and the forcing density (a Numba kernel, apart so that ``import hdtheory`` loads no Numba;
-the equations: ``hdtheory.plrf.deterministic_equivalent`` and docs/derivations/plrf.md)."""
+the equations: ``hdtheory.random_features.deterministic_equivalent`` and docs/derivations/plrf.md)."""
 import math
 
 import numba as nb

@@ -155,6 +155,9 @@ def _atoms(v: int, alpha: float, beta: float, eps: float = EPS):
 
 def _tau(d: int, delta, omega) -> float:
     """tau > 0 with sum_n omega_n tau delta_n / (1 + tau delta_n) = d (exists iff sum omega > d, i.e. v > d)."""
+    if not float(np.sum(omega)) > d:
+        raise ValueError(f"the deterministic equivalent needs more hidden features than parameters: v = "
+                         f"{float(np.sum(omega)):g} <= d = {d}")
     f = lambda lt: float(np.sum(omega * delta / (delta + math.exp(-lt)))) - d
     lo, hi = -5.0, 5.0
     while f(lo) > 0:
@@ -187,12 +190,14 @@ def deterministic_equivalent(d: int, alpha: float, beta: float, v: int | None = 
                              eps: float = EPS) -> DeterministicEquivalent:
     """Deterministic-equivalent spectrum of K = W^T D W and forcing weights, discretized into d modes.
 
-    Mode i takes the bin N in [i-1, i] of the eigenvalue count N(x) (from the bottom; ``plrf_resolvent.resolvent_sweep``), its
+    Mode i takes the bin N in [i-1, i] of the eigenvalue count N(x) (from the bottom; ``random_features_resolvent.resolvent_sweep``), its
     eigenvalue the mean of x over the bin, its forcing weight the mass of the forcing density there (at
     z = x (1 + i eps), on a log grid of step eps / 2). Sums are
     renormalized to the exact totals (tr K -> tr D, forcing + P* -> sum_j j^-(2a+2b)).
     """
     d, alpha, beta, v = _check_args(d, alpha, beta, v)
+    if v <= d:
+        raise ValueError(f"the deterministic equivalent needs v > d hidden features, got v = {v}, d = {d}")
     eps = float(eps)
     if not 1e-4 <= eps <= 0.05:
         raise ValueError(f"eps must be in [1e-4, 0.05], got {eps!r}")
@@ -204,7 +209,7 @@ def deterministic_equivalent(d: int, alpha: float, beta: float, v: int | None = 
     x_lo = 1e-3 / tau
     n = math.ceil(math.log(x_hi / x_lo) / (0.5 * eps)) + 1
     xs = np.exp(np.linspace(math.log(x_hi), math.log(x_lo), n))
-    from .plrf_resolvent import resolvent_sweep
+    from .random_features_resolvent import resolvent_sweep
 
     count, dens_f, ok = resolvent_sweep(xs, eps, delta, omega, c2, float(d), p_star)
     if not ok.all():
