@@ -13,8 +13,8 @@ import importlib
 
 from .driver import solve
 from .grid import step_grid
-from .noise import Gaussian, NoiseLaw, Rademacher, StudentT
 from .matrix_problem import MatrixProblem, matrix_isotropic, matrix_powerlaw
+from .noise import Gaussian, NoiseLaw, Rademacher, StudentT
 from .optimizers import LA, SGD, SLA, ClippedSGD, LADiLoCo, Muon, RelativeClip, SignSGD, SignSVD
 from .problems import Problem, from_covariance, isotropic, powerlaw
 from .random_features import plrf
@@ -26,7 +26,7 @@ from .tuning import Tuned, tune
 
 #: optimizer namespaces and layers above ``solve``, imported on first access (they load Numba theories)
 _LAZY = {"clipped_sgd": "hdtheory.theories.clipped_sgd", "signsgd": "hdtheory.theories.signsgd", "phases": "hdtheory.phases",
-         "la_diloco": "hdtheory.theories.la_diloco", "signsvd": "hdtheory.theories.signsvd", "tuning": "hdtheory.tuning"}
+         "la_diloco": "hdtheory.theories.la_diloco", "signsvd": "hdtheory.theories.signsvd"}
 
 
 def __getattr__(name):
@@ -45,9 +45,10 @@ def plot(*args, **kwargs):
 
 
 __all__ = [
-    "ClippedSGD", "Constant", "EdgeOfStability", "Gaussian", "LA", "LADiLoCo", "MatrixProblem", "Muon", "NoiseLaw", "Piecewise", "PowerDecay",
-    "Problem", "Rademacher", "RelativeClip", "RiskCurve", "SGD", "SLA", "Sequence", "SignSGD", "SignSVD", "StudentT",
-    "WarmupCosine", "clipped_sgd", "edge_of_stability", "phases", "from_covariance", "isotropic", "la_diloco", "plot",
-    "matrix_isotropic", "matrix_powerlaw", "plrf", "powerlaw", "signsgd", "signsvd", "solve", "stability_threshold", "stationary_risk", "step_grid", "sweep", "save_sweep", "load_sweep", "threshold_reason",
-    "Tuned", "tune", "tuning",
+    "ClippedSGD", "Constant", "EdgeOfStability", "Gaussian", "LA", "LADiLoCo", "MatrixProblem", "Muon", "NoiseLaw",
+    "Piecewise", "PowerDecay", "Problem", "Rademacher", "RelativeClip", "RiskCurve", "SGD", "SLA", "Sequence",
+    "SignSGD", "SignSVD", "StudentT", "Tuned", "WarmupCosine", "clipped_sgd", "edge_of_stability",
+    "from_covariance", "isotropic", "la_diloco", "load_sweep", "matrix_isotropic", "matrix_powerlaw", "phases",
+    "plot", "plrf", "powerlaw", "save_sweep", "signsgd", "signsvd", "solve", "stability_threshold",
+    "stationary_risk", "step_grid", "sweep", "threshold_reason", "tune", "tuning",
 ]

@@ -128,6 +128,11 @@ def compute_optimal(alpha: float, beta: float, *, batch: int = 1, c: float = 0.5
     f_min, f_max = check_positive("f_min", f_min), check_positive("f_max", f_max)
     if f_max <= f_min:
         raise ValueError(f"f_max must exceed f_min, got {f_min:g}, {f_max:g}")
+    decades = check_positive("decades", decades)
+    if window is not None:
+        lo, hi = (check_positive("window", float(x)) for x in window)
+        if not hi > lo:
+            raise ValueError(f"window must be (f_lo, f_hi) with f_lo < f_hi, got {window!r}")
     phase = phase_of(alpha, beta)
     if phase.label == "inadmissible":
         raise ValueError(f"PLRF(alpha={alpha!r}, beta={beta!r}) is inadmissible (needs alpha > 0, 2 alpha + 2 beta > 1)")
@@ -162,9 +167,8 @@ def compute_optimal(alpha: float, beta: float, *, batch: int = 1, c: float = 0.5
             d_star[n], risk_star[n] = ds[i], row[i]
     in_window = interior.copy()
     if interior.any():
-        in_window &= fs >= fs[interior].max() / 10.0 ** check_positive("decades", decades)
+        in_window &= fs >= fs[interior].max() / 10.0 ** decades
     if window is not None:
-        lo, hi = window
         in_window &= (fs >= lo) & (fs <= hi)
     status, message, eta, xi = "ok", "", math.nan, math.nan
     if in_window.sum() >= 3:

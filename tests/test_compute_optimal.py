@@ -101,3 +101,12 @@ def test_errors():
         compute_optimal(1.0, 0.7, lr=3.0, d_min=32, d_max=256, f_max=1e6)
     res = compute_optimal(1.0, 0.7, d_min=32, d_max=64, f_max=1e5)
     assert res.status == "no_fit" and np.isnan(res.eta) and "widen" in res.message
+
+
+def test_fit_settings_are_checked_before_any_solve():
+    with pytest.raises(ValueError, match="decades"):
+        compute_optimal(1.0, 0.7, decades=-1)
+    with pytest.raises(ValueError, match="f_lo < f_hi"):
+        compute_optimal(1.0, 0.7, window=(1e8, 1e6))
+    with pytest.raises(TypeError, match="go to compute_optimal"):
+        sgd_phase_map([1.0], [0.7], progress=False, bacth=2)
