@@ -23,6 +23,7 @@ Derivations, discretization and accuracy: docs/derivations/plrf.md.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import brentq
@@ -178,12 +179,21 @@ def limit_level(d: int, alpha: float, beta: float, v: int | None = None) -> floa
     return float(np.sum(omega * c2 / (1.0 + tau * delta)))
 
 
+@dataclass(frozen=True)
 class DeterministicEquivalent:
-    """The discretized deterministic equivalent: ``eigenvalues`` (d, descending), ``forcing`` = lambda_i rho_i(0)
-    per mode (MSE units), ``p_star``, ``tau``, and the curves on the x grid (``x``, ``count`` N(x), ``forcing_cdf``)."""
+    """The discretized deterministic equivalent of PLRF(d, alpha, beta) with v hidden features."""
 
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
+    eigenvalues: np.ndarray   # (d,) descending: the modes of K
+    forcing: np.ndarray       # (d,) lambda_i rho_i(0) per mode (MSE units)
+    p_star: float             # the limit level F0 = P*
+    tau: float                # the root of (1/d) sum_j tau / (j^2alpha + tau) = 1
+    x: np.ndarray             # the real grid of the resolvent sweep
+    count: np.ndarray         # N(x): eigenvalues of K below x
+    forcing_cdf: np.ndarray   # forcing mass below x
+    d: int
+    v: int
+    alpha: float
+    beta: float
 
 
 def deterministic_equivalent(d: int, alpha: float, beta: float, v: int | None = None, *,
