@@ -50,9 +50,13 @@ def npz_path(path) -> str:
 
 
 def check_writable(path) -> str:
-    """``npz_path(path)``, after checking that its folder exists and is writable and that it is not a folder
-    (raises FileNotFoundError / PermissionError / IsADirectoryError naming the user's path)."""
-    out = npz_path(path)
+    """``npz_path(path)``, after ``check_folder``."""
+    return check_folder(npz_path(path))
+
+
+def check_folder(out: str) -> str:
+    """``out``, after checking that its folder exists and is writable and that it is not a folder (raises
+    FileNotFoundError / PermissionError / IsADirectoryError naming the path)."""
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
         raise FileNotFoundError(errno.ENOENT, f"cannot write {out!r}: the folder {folder} does not exist")

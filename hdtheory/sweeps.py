@@ -41,7 +41,7 @@ import tempfile
 import numpy as np
 
 from .grid import as_grid, step_grid
-from .results import STATUSES, ResultFileError, suffixed_path
+from .results import STATUSES, ResultFileError, check_folder, suffixed_path
 
 #: every status a sweep cell can have: a curve's, or ``error`` (build or solve raised)
 SWEEP_STATUSES = STATUSES + ("error",)
@@ -342,12 +342,8 @@ def _decode(ds):
 def save_sweep(ds, path) -> str:
     """Write a sweep's Dataset as netCDF-3 (scipy engine) through a temporary file in the same folder and
     ``os.replace``; a name without a suffix gets ``.nc``. Returns the path written."""
-    path = nc_path(path)
+    path = check_folder(nc_path(path))
     folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(errno.ENOENT, f"cannot write {path!r}: the folder {folder} does not exist")
-    if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, f"cannot write {path!r}: it is a folder")
     encoded = _encode(ds)
     fd, tmp = tempfile.mkstemp(suffix=".nc.tmp", dir=folder)
     os.close(fd)
