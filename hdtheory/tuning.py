@@ -221,9 +221,13 @@ def _check_over(opt, over):
     return over
 
 
+def _clip_unit(problem, batch) -> float:
+    """The clip level at tau^2 / E_0 = 1: c = sqrt(t) x this, with t = tau^2 / E_0 and c = tau sqrt(tr K / B)."""
+    return math.sqrt(problem.trace / batch * 2.0 * problem.initial_risk)
+
+
 def _clip_logs(problem, opt, points):
-    scale = math.sqrt(problem.trace / opt.batch * 2.0 * problem.initial_risk)  # c = sqrt(t E_0) sqrt(tr K / B)
-    return np.linspace(math.log(CLIP_RANGE[0]), math.log(CLIP_RANGE[1]), points), scale
+    return np.linspace(math.log(CLIP_RANGE[0]), math.log(CLIP_RANGE[1]), points), _clip_unit(problem, opt.batch)
 
 
 class _Objective:
@@ -385,11 +389,10 @@ def optimal_clip(problem, lr: float, batch: int, steps: int, bounds=CLIP_RANGE):
     lr = check_positive("lr", lr)
     batch = check_batch(batch)
     grid = np.array([0, check_int("steps", steps)])
-    scale = math.sqrt(problem.trace / batch)
-    E0 = 2.0 * problem.initial_risk
+    unit = _clip_unit(problem, batch)
 
     def risk(logt):
-        c = math.sqrt(math.exp(logt) * E0) * scale
+        c = math.sqrt(math.exp(logt)) * unit
         return _final_risk(problem, ClippedSGD(lr=lr, clip=c, batch=batch), grid, accept=("ok",))
 
     r_sgd = _final_risk(problem, ClippedSGD(lr=lr, clip=math.inf, batch=batch), grid)
@@ -402,7 +405,7 @@ def optimal_clip(problem, lr: float, batch: int, steps: int, bounds=CLIP_RANGE):
     w_best, r_best = (res.x, res.fun) if res.fun < vals[i] else (ws[i], vals[i])
     if not r_best < r_sgd:
         return math.inf, r_sgd, r_sgd
-    return math.sqrt(math.exp(w_best) * E0) * scale, float(r_best), r_sgd
+    return math.sqrt(math.exp(w_best)) * unit, float(r_best), r_sgd
 
 
 # ------------------------------------------------------------------------------------------------------
