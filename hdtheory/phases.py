@@ -78,7 +78,11 @@ def _steps_of(opt, horizons, per):
         if x % unit:
             raise ValueError(f"horizon {x} is not a whole number of {opt.name} updates: give {what} that are "
                              f"multiples of {unit}")
-    return np.asarray(h, dtype=np.int64) // (opt.samples_per_step if per == "samples" else 1)
+    if per == "steps":
+        return np.asarray(h, dtype=np.int64)
+    from .tuning import steps_for_samples
+
+    return np.array([steps_for_samples(opt, x) for x in h], dtype=np.int64)
 
 
 def _cell(alpha, beta, opt_a, opt_b, horizons, d, m, noise, matrix, over_a, over_b, per, points, refine, near):
