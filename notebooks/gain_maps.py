@@ -119,7 +119,7 @@ def spot(ds, a, b, opt_a, opt_b, noise, over_a, per="steps"):
     sims, theory = [], []
     for key, opt, over in (("a", opt_a, over_a), ("b", opt_b, ("lr",))):
         tuned = dataclasses.replace(opt, **{n: float(cell[f"{n}_{key}"]) for n in over})
-        steps = h if per == "steps" else h // tuned.samples_per_step
+        steps = h if per == "steps" else hd.tuning.steps_for_samples(tuned, h)
         grid = np.array([0, steps])
         sims.append(validation.simulate(prob, tuned, grid=grid, seeds=SEEDS, key=7))
         theory.append(hd.solve(prob, tuned, grid=grid).risk[-1])
