@@ -123,53 +123,50 @@ class LRSearch:
 def lr_search(problem, opt, grid, *, points: int = 20, decades: float = LR_DECADES, refine: int = REFINE,
               near=None) -> LRSearch:
     """The theory-optimal constant lr of ``opt`` at every horizon of ``grid`` (grid[0] = 0). The scan lattice has
-    ``points`` log-spaced lrs over [10^-decades, 1] x the theory's lr scale; each scanned lr is solved once on the
-    whole grid, then each horizon takes up to ``refine`` parabolic steps on the grid cut at it. ``near`` = (f_lo,
-    f_hi), fractions of the lr scale where the optima are expected (a neighbouring cell's), starts the scan on the
-    lattice points between them (one more on each side) and extends it while a horizon's best point sits on the
-    scanned range's edge: on a unimodal risk the result is the full scan's, at fewer solves."""
+    ``points`` log-spaced lrs over [10^-decades, 1] x the theory's lr scale; then each horizon takes up to
+    ``refine`` parabolic steps on the grid cut at it. Cold (``near`` None), every lattice lr is solved on the
+    whole grid. ``near`` = (f_lo, f_hi), fractions of the lr scale where the optima are expected (a neighbouring
+    cell's), replaces the scan by a walk: from the lattice point nearest f_lo at the last horizon, and from each
+    horizon's optimum at the one before, it steps downhill (down while the curve diverges or stops early) to a
+    lattice point lower than both neighbours, solving each point only up to the horizon it is needed at (a solve
+    to horizon h gives the risk at every earlier one). On a risk unimodal in lr at each horizon the result is the
+    full scan's, at fewer solves and far fewer steps."""
     grid = np.asarray(grid, dtype=np.int64)
     top = lr_scale(problem, opt)
     logs = _lr_logs(problem, opt, points, decades, top)
     H = grid.size - 1
     risk = np.full((points, H), np.inf)
     valid = np.zeros((points, H), dtype=bool)  # False where a curve stopped before the horizon
-    status = np.full((points,), "not solved", dtype=object)
-    done = np.zeros(points, dtype=bool)
+    status = np.full((points, H), "not solved", dtype=object)
+    reach = np.zeros(points, dtype=np.int64)  # horizons known per lattice point
+    evaluations = 0
 
-    def scan(i):
-        c = solve(problem, opt.with_lr(math.exp(logs[i])), grid=grid)
+    def need(i, h):  # lattice point i solved through horizon h
+        nonlocal evaluations
+        if reach[i] > h:
+            return risk[i, h]
+        c = solve(problem, opt.with_lr(math.exp(logs[i])), grid=grid[: h + 2])
         n = c.risk.size - 1
         risk[i, :n] = c.risk[1:]
         valid[i, :n] = c.valid[1:]
-        status[i], done[i] = c.status, True
+        status[i, : h + 1] = c.status
+        reach[i], evaluations = h + 1, evaluations + 1
+        return risk[i, h]
 
+    best = np.zeros(H, dtype=np.int64)
     if near is None:
-        lo, hi = 0, points - 1
+        for i in range(points):
+            need(i, H - 1)
+        best[:] = np.argmin(risk, axis=0)
     else:
-        f = np.log(np.clip(np.asarray(near, dtype=np.float64), 1e-300, None) * top)
-        lo = int(np.clip(np.searchsorted(logs, f.min()) - 1, 0, points - 1))
-        hi = int(np.clip(np.searchsorted(logs, f.max()), lo, points - 1))
-    for i in range(lo, hi + 1):
-        scan(i)
-    while True:  # extend a warm-started range while an optimum sits on its edge (or a horizon has none yet)
-        seen = np.where(done[:, None], risk, np.inf)
-        best = np.argmin(seen, axis=0)
-        none = ~np.isfinite(seen.min(axis=0))
-        down, up = np.any((best == lo) | none), np.any((best == hi) | none)
-        grow = [i for i in ((lo - 1) if down else None, (hi + 1) if up else None)
-                if i is not None and 0 <= i < points and not done[i]]
-        if not grow:
-            break
-        for i in grow:
-            scan(i)
-        lo, hi = min(lo, *grow), max(hi, *grow)
-    best = np.argmin(risk, axis=0)
+        f = math.log(max(float(np.min(np.asarray(near, dtype=np.float64))), 1e-300) * top)
+        c = int(np.argmin(np.abs(logs - f)))
+        for h in range(H - 1, -1, -1):
+            best[h] = c = _walk(lambda i, h=h: need(i, h), c, points)
     cols = np.arange(H)
     lr_out, risk_out, valid_out = np.exp(logs[best]), risk[best, cols], valid[best, cols]
-    status_out = np.array([status[b] for b in best], dtype=object)
+    status_out = status[best, cols]
     edge = (best == 0) | (best == points - 1)
-    evaluations = int(done.sum())
     for h in range(H):
         b = best[h]
         if edge[h] or not np.all(np.isfinite(risk[b - 1:b + 2, h])):
@@ -188,6 +185,27 @@ def lr_search(problem, opt, grid, *, points: int = 20, decades: float = LR_DECAD
             valid_out[h], status_out[h] = extra
     return LRSearch(lr=lr_out, risk=risk_out, edge=edge, valid=valid_out, status=status_out, scale=top,
                     evaluations=evaluations)
+
+
+def _walk(value, c, points):
+    """The lattice index of the lowest ``value(i)``, i in [0, points), found by descent from ``c``: first down
+    while the value is not finite (a diverging or early-stopped curve: too large an lr), up from the start if
+    that reaches no finite value, then downhill to a point below its upper and not above its lower neighbour
+    (np.argmin's choice among equals). Exact for a unimodal sequence with a non-finite plateau at its top."""
+    start = c
+    while not math.isfinite(value(c)) and c > 0:
+        c -= 1
+    if not math.isfinite(value(c)):
+        c = start
+        while not math.isfinite(value(c)) and c < points - 1:
+            c += 1
+        if not math.isfinite(value(c)):
+            return start
+    while c > 0 and value(c - 1) <= value(c):
+        c -= 1
+    while c < points - 1 and value(c + 1) < value(c):
+        c += 1
+    return c
 
 
 # ------------------------------------------------------------------------------------------------------

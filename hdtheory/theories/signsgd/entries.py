@@ -100,24 +100,40 @@ def table(B: int) -> np.ndarray:
     return out
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _atan(x):
+    """atan(x) within 2 ulp, branch-free so that loops over it vectorize (Cephes' reduction to |x| <= 0.66 and
+    its rational approximation)."""
+    ax = abs(x)
+    big = ax > 2.414213562373095  # tan(3 pi / 8)
+    mid = ax > 0.66
+    z = -1.0 / ax if big else ((ax - 1.0) / (ax + 1.0) if mid else ax)
+    y0 = 1.5707963267948966 if big else (0.7853981633974483 if mid else 0.0)
+    extra = 6.123233995736766e-17 if big else (3.061616997868383e-17 if mid else 0.0)
+    zz = z * z
+    P = ((((-8.750608600031904122785e-1 * zz - 1.615753718733365076637e1) * zz - 7.500855792314704667340e1) * zz
+          - 1.228866684490136173410e2) * zz - 6.485021904942025371773e1)
+    Q = (((((zz + 2.485846490142306297962e1) * zz + 1.650270098316988542046e2) * zz + 4.328810604912902668951e2)
+          * zz + 4.853903996359136964868e2) * zz + 1.945506571482613964425e2)
+    r = y0 + (z * (zz * P / Q) + z + extra)
+    return r if x >= 0.0 else -r
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _f(c, w, kind, tab):
-    """f_B(c) at c = w / sqrt(1 + w^2): kind 1 (B = 1) (2/pi) atan w, kind 2 (B = 2) c, else the table."""
+    """f_B(c) at c = w / sqrt(1 + w^2): kind 1 (B = 1) (2/pi) atan w, kind 2 (B = 2) c, else the table
+    (branch-free within each kind)."""
     if kind == 1:
-        return 0.6366197723675814 * math.atan(w)
+        return 0.6366197723675814 * _atan(w)
     if kind == 2:
         return c
     x = (c + 1.0) * (0.5 * (tab.shape[0] - 1))
-    i = int(x)
-    if i >= tab.shape[0] - 1:
-        i = tab.shape[0] - 2
-    elif i < 0:
-        i = 0
+    i = min(max(int(x), 0), tab.shape[0] - 2)
     u = x - i
     return tab[i] + u * (tab[i + 1] - tab[i])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, fastmath=FAST_FLAGS, error_model="numpy")
 def quadrature_moments(a, v, lam, qm, kind, tab, beta):
     """(E f(c), E[D f(c)], E f(c)^2) for D ~ N(a, v), c = sqrt(lam) D / sqrt(qm + lam D^2), by quadrature or
     closed forms (where the series of ``entries_steps`` does not reach SERIES_TOL). With w = t D, t = sqrt(lam/qm),
@@ -215,14 +231,60 @@ def entry_moments(a, v, lam, qm, kind, tab, cs, ds, eps_max, beta):
     return quadrature_moments(a, v, lam, qm, kind, tab, beta)
 
 
-@nb.njit(cache=True, fastmath=FAST_FLAGS)
+@nb.njit(cache=True, fastmath=FAST_FLAGS, error_model="numpy")
+def series_pass(lam, ar, vr, qr, lr, lr2, inv_b, per_example, cs, ds, em, done):
+    """One (S2) step of one row (a, v) with residual qr, by the series to FAST_TERMS terms, for every entry it
+    suits (branch-free, so that it vectorizes; most entries); marks them in ``done``. Returns the sum of
+    lambda (a^2 + v) over them and one past the last index it left for ``entry_moments``."""
+    acc = 0.0
+    last = 0
+    for j in range(lam.shape[0]):
+        lj = lam[j]
+        aj = ar[j]
+        vj = vr[j]
+        m2 = aj * aj + vj
+        qm = qr - lj * m2
+        ok = lj > 0.0 and qm > 1e-15 * qr
+        t2 = lj / qm if ok else 0.0
+        y = t2 * vj
+        ok = ok and t2 * aj * aj + SERIES_SPREAD * y <= em
+        # the moments M_k = E D^k (M_k = a M_{k-1} + (k - 1) v M_{k-2}) against c_n t^(2n+1): no division
+        t = math.sqrt(t2)
+        M_prev = 1.0
+        M_odd = aj
+        f0 = 0.0
+        f1 = 0.0
+        f2 = 0.0
+        tp = t
+        for nn in range(FAST_TERMS):
+            kk = 2.0 * nn + 2.0
+            M_even = aj * M_odd + (kk - 1.0) * vj * M_prev
+            M_next = aj * M_even + kk * vj * M_odd
+            cc = cs[nn] * tp
+            f0 += cc * M_odd
+            f1 += cc * M_even
+            f2 += ds[nn] * tp * t * M_even
+            tp *= t2
+            M_prev = M_even
+            M_odd = M_next
+        noise = lr2 * (inv_b + (1.0 - inv_b) * f2) if per_example else lr2
+        an = aj - lr * f0
+        vn = max(m2 - 2.0 * lr * f1 + noise - an * an, 0.0)
+        done[j] = ok
+        ar[j] = an if ok else aj
+        vr[j] = vn if ok else vj
+        acc += lj * (an * an + vn) if ok else 0.0
+        last = max(last, j + 1 if not ok and lj > 0.0 else 0)
+    return acc, last
+
+
+@nb.njit(cache=True, error_model="numpy")
 def entries_steps(lam, a, v, q, w, lr_seq, sigma2, kind, tab, cs, ds, eps_max, beta, batch, per_example, cap):
     """Apply (S2) len(lr_seq) times in place on the rows of (a, v) (R x n) and their q (R,), for the drift law
     (kind, tab, cs, ds, eps_max, beta) of ``law_constants`` (f_B; f_1 with ``per_example``). Returns the steps
     done, stopping early once 2 R = sum_r w_r q_r (w: the rows' weights) passes ``cap`` or stops being finite.
     Entries with lambda = 0 never move (x_k = 0), nor do rows with q_r = 0 (e = 0, sigma = 0: g = 0). Each row
-    in two passes over its entries: the series to FAST_TERMS terms for every entry it suits (branch-free: most
-    entries), then ``entry_moments`` for the others."""
+    in two passes: ``series_pass`` over every entry, then ``entry_moments`` for the entries it left."""
     R, n = a.shape
     inv_b = 1.0 / batch
     em = eps_max[FAST_TERMS - 1]
@@ -237,45 +299,9 @@ def entries_steps(lam, a, v, q, w, lr_seq, sigma2, kind, tab, cs, ds, eps_max, b
                 continue
             ar = a[r]
             vr = v[r]
-            for j in range(n):
-                lj = lam[j]
-                aj = ar[j]
-                vj = vr[j]
-                m2 = aj * aj + vj
-                qm = qr - lj * m2
-                ok = lj > 0.0 and qm > 1e-15 * qr
-                t2 = lj / qm if ok else 0.0
-                y = t2 * vj
-                ok = ok and t2 * aj * aj + SERIES_SPREAD * y <= em
-                # the moments M_k = E D^k (M_k = a M_{k-1} + (k - 1) v M_{k-2}) against c_n t^(2n+1): no division
-                t = math.sqrt(t2)
-                M_prev = 1.0
-                M_odd = aj
-                f0 = 0.0
-                f1 = 0.0
-                f2 = 0.0
-                tp = t
-                for nn in range(FAST_TERMS):
-                    kk = 2.0 * nn + 2.0
-                    M_even = aj * M_odd + (kk - 1.0) * vj * M_prev
-                    M_next = aj * M_even + kk * vj * M_odd
-                    cc = cs[nn] * tp
-                    f0 += cc * M_odd
-                    f1 += cc * M_even
-                    f2 += ds[nn] * tp * t * M_even
-                    tp *= t2
-                    M_prev = M_even
-                    M_odd = M_next
-                if not ok:
-                    f1 = 0.0
-                noise = lr2 * (inv_b + (1.0 - inv_b) * f2) if per_example else lr2
-                an = aj - lr * f0
-                vn = max(m2 - 2.0 * lr * f1 + noise - an * an, 0.0)
-                done[j] = ok
-                ar[j] = an if ok else aj
-                vr[j] = vn if ok else vj
-            acc = sigma2
-            for j in range(n):
+            acc, last = series_pass(lam, ar, vr, qr, lr, lr2, inv_b, per_example, cs, ds, em, done)
+            acc += sigma2
+            for j in range(last):
                 lj = lam[j]
                 if not done[j] and lj > 0.0:
                     aj = ar[j]
@@ -289,7 +315,7 @@ def entries_steps(lam, a, v, q, w, lr_seq, sigma2, kind, tab, cs, ds, eps_max, b
                     an = aj - lr * f0
                     ar[j] = an
                     vr[j] = max(m2 - 2.0 * lr * f1 + noise - an * an, 0.0)
-                acc += lj * (ar[j] * ar[j] + vr[j])
+                    acc += lj * (ar[j] * ar[j] + vr[j])
             q[r] = acc
             total += w[r] * acc
         if not (total <= cap):
