@@ -1,5 +1,6 @@
 """Special functions inside Numba kernels: regularized incomplete gamma, exponential integral E1,
-chi-square density and survival function (for integer or half-integer degrees of freedom).
+chi-square density and survival function (for integer or half-integer degrees of freedom), and a branch-free
+atan (within 2 ulp of libm) for loops that should vectorize (a libm call does not).
 
 Algorithms: series for x < a + 1 and a modified-Lentz continued fraction otherwise (Numerical
 Recipes §6.2, both O(sqrt(a)) iterations); E1 by its power series (x < 1) and continued fraction (x >= 1).
@@ -100,3 +101,22 @@ def chi2_pdf(k, y):
     if y <= 0.0:
         return 0.0
     return math.exp((0.5 * k - 1.0) * math.log(y) - 0.5 * y - 0.5 * k * math.log(2.0) - math.lgamma(0.5 * k))
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def atan_vec(x):
+    """atan(x) within 2 ulp, branch-free so that loops over it vectorize (Cephes' reduction to |x| <= 0.66 and
+    its rational approximation)."""
+    ax = abs(x)
+    big = ax > 2.414213562373095  # tan(3 pi / 8)
+    mid = ax > 0.66
+    z = -1.0 / ax if big else ((ax - 1.0) / (ax + 1.0) if mid else ax)
+    y0 = 1.5707963267948966 if big else (0.7853981633974483 if mid else 0.0)
+    extra = 6.123233995736766e-17 if big else (3.061616997868383e-17 if mid else 0.0)
+    zz = z * z
+    P = ((((-8.750608600031904122785e-1 * zz - 1.615753718733365076637e1) * zz - 7.500855792314704667340e1) * zz
+          - 1.228866684490136173410e2) * zz - 6.485021904942025371773e1)
+    Q = (((((zz + 2.485846490142306297962e1) * zz + 1.650270098316988542046e2) * zz + 4.328810604912902668951e2)
+          * zz + 4.853903996359136964868e2) * zz + 1.945506571482613964425e2)
+    r = y0 + (z * (zz * P / Q) + z + extra)
+    return r if x >= 0.0 else -r

@@ -33,6 +33,7 @@ import numpy as np
 from scipy import special
 
 from ...checks import check_batch
+from ...special import atan_vec
 
 #: the odd series of f_B(c(w)) in w, SERIES_TERMS terms, where its first omitted term is < SERIES_TOL relative
 SERIES_TERMS = 8
@@ -101,30 +102,11 @@ def table(B: int) -> np.ndarray:
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def _atan(x):
-    """atan(x) within 2 ulp, branch-free so that loops over it vectorize (Cephes' reduction to |x| <= 0.66 and
-    its rational approximation)."""
-    ax = abs(x)
-    big = ax > 2.414213562373095  # tan(3 pi / 8)
-    mid = ax > 0.66
-    z = -1.0 / ax if big else ((ax - 1.0) / (ax + 1.0) if mid else ax)
-    y0 = 1.5707963267948966 if big else (0.7853981633974483 if mid else 0.0)
-    extra = 6.123233995736766e-17 if big else (3.061616997868383e-17 if mid else 0.0)
-    zz = z * z
-    P = ((((-8.750608600031904122785e-1 * zz - 1.615753718733365076637e1) * zz - 7.500855792314704667340e1) * zz
-          - 1.228866684490136173410e2) * zz - 6.485021904942025371773e1)
-    Q = (((((zz + 2.485846490142306297962e1) * zz + 1.650270098316988542046e2) * zz + 4.328810604912902668951e2)
-          * zz + 4.853903996359136964868e2) * zz + 1.945506571482613964425e2)
-    r = y0 + (z * (zz * P / Q) + z + extra)
-    return r if x >= 0.0 else -r
-
-
-@nb.njit(cache=True, inline="always", error_model="numpy")
 def _f(c, w, kind, tab):
     """f_B(c) at c = w / sqrt(1 + w^2): kind 1 (B = 1) (2/pi) atan w, kind 2 (B = 2) c, else the table
     (branch-free within each kind)."""
     if kind == 1:
-        return 0.6366197723675814 * _atan(w)
+        return 0.6366197723675814 * atan_vec(w)
     if kind == 2:
         return c
     x = (c + 1.0) * (0.5 * (tab.shape[0] - 1))
