@@ -166,7 +166,7 @@ def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int |
         _steps_of(opt, hz, per)  # bad horizons fail before any work
     matrix = opt_a.name in MATRIX_OPTIMIZERS or opt_b.name in MATRIX_OPTIMIZERS
     args = [(a, betas, opt_a, opt_b, hz, d, m, noise, matrix, over_a, over_b, per, points, refine) for a in alphas]
-    rows = run_tasks(gain_row, args, executor, progress, desc=f"gain map {opt_a.name} / {opt_b.name} (rows)")
+    rows = run_tasks(gain_row, args, executor, progress, desc=f"gain map {opt_a.name} / {opt_b.name}", unit="row")
     shape = (alphas.size, betas.size, hz.size)
     keys = ["risk_a", "risk_b"] + [f"{n}_a" for n in over_a] + [f"{n}_b" for n in over_b]
     out = {k: np.full(shape, np.nan) for k in keys}

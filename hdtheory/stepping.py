@@ -19,8 +19,10 @@ import math
 import numba as nb
 import numpy as np
 
+from .jit import KERNEL
 
-@nb.njit(cache=True)
+
+@nb.njit(**KERNEL)
 def log_multipliers(am1, ell):
     """ell_j = log1p(am1_j) where a_j > 0 (NaN where a_j <= 0: those use signed powers); for |am1| < 1e-3 by
     its series to x^6 (truncation below one ulp: the slow modes of a power law, without a libm call)."""
@@ -34,7 +36,7 @@ def log_multipliers(am1, ell):
             ell[j] = np.nan
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def block_powers(am1, ell_in, n, an, S0, S1):
     """Fill a^n, S0, S1 (see module docstring) for every mode; ``ell_in`` from ``log_multipliers``."""
     nf = float(n)
@@ -80,7 +82,7 @@ def readout(W, c0, s, z):
         z[r] = acc
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def block_apply_geometric(am1, ell, f, h, an, S0, s_in, s_out, n, E0, E1, W, c0, z):
     """As ``block_apply`` with E interpolated geometrically from E0 to E1 (E0, E1 > 0): the forcing sum
 
@@ -107,7 +109,7 @@ def block_apply_geometric(am1, ell, f, h, an, S0, s_in, s_out, n, E0, E1, W, c0,
     readout(W, c0, s_out, z)
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def block_solve(am1, ell, f, h, an, S0, S1, beta, s_in, s_out, n, E0, W, c0, z, geo_tol):
     """One block with a self-consistent end value E1 = z[0]: linear interpolation with E1 solved exactly
     (the block is affine in E1: E_out(E1) = E_out(E0) + beta (E1 - E0)); then, if |log(E1/E0)| > geo_tol,
@@ -153,7 +155,7 @@ def block_solve(am1, ell, f, h, an, S0, S1, beta, s_in, s_out, n, E0, W, c0, z, 
         u0, g0, u1 = u1, g1, u2
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def block_apply(an, S0, S1, f, h, s_in, s_out, n, E0, E1, W, c0, z):
     """s_out = one block of n steps from s_in (module docstring); z = c0 + W @ s_out."""
     slope = (E1 - E0) / n
@@ -162,7 +164,7 @@ def block_apply(an, S0, S1, f, h, s_in, s_out, n, E0, E1, W, c0, z):
     readout(W, c0, s_out, z)
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def block_change(E0, E1, beta, dmax):
     """Step-size control of a block: (|log(E1/E0)|, the largest accepted value dmax sqrt(1 - beta)).
     Interpolation errors ~ |log(E1/E0)|^2/8 are amplified by 1/(1 - beta) through the noise loop; the
@@ -171,7 +173,7 @@ def block_change(E0, E1, beta, dmax):
     return change, dmax * math.sqrt(max(1.0 - beta, 1e-4))
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def extrapolate_scalars(z, zp, ratio, out):
     """Scalars at the end of a block, extrapolated from the previous block (scalars zp at its start, z at its
     end = this block's start, ``ratio`` = this block's length / the previous one's): E = z[0] geometrically,
@@ -203,7 +205,7 @@ CTOL_GUESS = 1e-4
 ZTOL = 1e-11
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _interpolate_forcing(S0, S1, nu, am1b, fb, hb, am1c, fc, hc, am1, f, h):
     """Coefficients of a block whose hyperparameters move from start (b) to end (c): each mode at the centre
     of its memory, the fraction x_j = S1_j / (S0_j (nu - 1)) of the way along the block (the midpoint for
@@ -216,7 +218,7 @@ def _interpolate_forcing(S0, S1, nu, am1b, fb, hb, am1c, fc, hc, am1, f, h):
         h[j] = hb[j] + (hc[j] - hb[j]) * x
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _updates_in_block(k, k_stop, k_ref, delta, span, grid, i, single, pow2, nu_cap):
     """Updates in the next block: the rest of a ``single`` block; else about delta (k - k_ref) steps, the largest
     power of two (in updates, at most ``nu_cap``) below it where ``pow2`` (so that a^n, S0, S1 are reused);
@@ -237,7 +239,7 @@ def _updates_in_block(k, k_stop, k_ref, delta, span, grid, i, single, pow2, nu_c
     return max(nu, 1)
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _grown_cap(nu_cap, nu, change, allowed):
     """The cap on power-of-two blocks doubles back once blocks change log E by a quarter of what is allowed."""
     if change < allowed / 4.0 and nu >= nu_cap and nu_cap < (1 << 61):
@@ -245,7 +247,7 @@ def _grown_cap(nu_cap, nu, change, allowed):
     return nu_cap
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _commit(s, s_new, z, z1, carry, k, n_block, cap, grid, rec, i):
     """Accept a block that ends at step k: the state and scalars move on, ``carry`` keeps this block's start
     scalars and length (n_block, 0 for a single update); rec[i] = E/2 where k is a record step.
@@ -450,7 +452,7 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
 # (am1[a, b, j], f[a, j]; the state component-major, s[a * modes + j]), so every inner loop runs over the modes.
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _bit_length(n):
     L = 0
     while n > 0:
@@ -459,7 +461,7 @@ def _bit_length(n):
     return L
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _mat_double(Q, T):
     """Q <- 2 Q + Q Q per mode (Q, T (p, p, modes); T scratch)."""
     p, nm = Q.shape[0], Q.shape[2]
@@ -477,7 +479,7 @@ def _mat_double(Q, T):
     Q[:, :, :] = T
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _mat_increment(am1, Q, T):
     """Q <- Q + am1 + am1 Q per mode (A^m - I -> A^(m+1) - I)."""
     p, nm = Q.shape[0], Q.shape[2]
@@ -494,7 +496,7 @@ def _mat_increment(am1, Q, T):
     Q[:, :, :] = T
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _mat_vec(M, v, out, c):
     """out = c v + M v per mode (M (p, p, modes), v and out (p, modes), out != v)."""
     p, nm = v.shape[0], v.shape[1]
@@ -510,7 +512,7 @@ def _mat_vec(M, v, out, c):
                 o[j] += mab[j] * vb[j]
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def mode_powers(am1, f, h, nu, Q, X, Y0, Y1, T, tv):
     """Q = A^nu - I, X = S0 f, Y0 = S0 h, Y1 = S1 h per mode (see above); T (p, p, modes) and tv (p, modes) are
     scratch."""
@@ -540,7 +542,7 @@ def mode_powers(am1, f, h, nu, Q, X, Y0, Y1, T, tv):
             m += 1.0
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def mode_geometric(am1, h, nu, r, G, Qg, T, tv):
     """G = G(r) h = sum_{i<nu} A^(nu-1-i) r^i h per mode (see above); Qg, T (p, p, modes) and tv scratch."""
     L = _bit_length(nu)
@@ -559,7 +561,7 @@ def mode_geometric(am1, h, nu, r, G, Qg, T, tv):
             rm *= r
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def mode_block_apply(Q, X, Y0, Y1, s_in, s_out, nu, E0, E1, W, c0, z):
     """s_out = one block of nu steps from s_in, E linear from E0 to E1 (Q = A^nu - I; X, Y0, Y1 the sums);
     z = c0 + W @ s_out."""
@@ -577,7 +579,7 @@ def mode_block_apply(Q, X, Y0, Y1, s_in, s_out, nu, E0, E1, W, c0, z):
     readout(W, c0, s_out, z)
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def mode_block_apply_geometric(Q, X, am1s, hs, s_in, s_out, nu, E0, E1, W, c0, z, G, Qg, T, tv):
     """As ``mode_block_apply`` with E geometric from E0 to E1 > 0 (G from the coefficients am1s, hs)."""
     p, nm = X.shape[0], X.shape[1]
@@ -595,7 +597,7 @@ def mode_block_apply_geometric(Q, X, am1s, hs, s_in, s_out, nu, E0, E1, W, c0, z
     readout(W, c0, s_out, z)
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def mode_block_solve(Q, X, Y0, Y1, am1s, hs, beta, s_in, s_out, nu, E0, W, c0, z, geo_tol, G, Qg, T, tv):
     """``block_solve`` for the p x p form: linear interpolation with E1 solved exactly, then, if
     |log(E1/E0)| > geo_tol, geometric interpolation with E1 solved by secant iteration in log E1."""
@@ -627,7 +629,7 @@ def mode_block_solve(Q, X, Y0, Y1, am1s, hs, beta, s_in, s_out, nu, E0, W, c0, z
         u0, g0, u1 = u1, g1, u2
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _mode_gain(Y1, W, nu):
     """The block's noise-loop gain beta = W[0] . S1 h / nu."""
     p, nm = Y1.shape[0], Y1.shape[1]
@@ -638,7 +640,7 @@ def _mode_gain(Y1, W, nu):
     return beta / nu
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _mode_interpolate_forcing(Y0, Y1, W, nu, am1b, fb, hb, am1c, fc, hc, am1, f, h):
     """Coefficients of a block whose hyperparameters move from start (b) to end (c): each mode at the centre of
     its memory as the readout sees it, x_j = (W_j . S1 h_j) / (W_j . S0 h_j) / (nu - 1) (clipped to [0, 1]; 1/2

@@ -156,16 +156,16 @@ class _NoBar:
         pass
 
 
-def run_tasks(fn, tasks, executor=None, progress=True, desc="cells") -> list:
+def run_tasks(fn, tasks, executor=None, progress=True, desc="cells", unit="cell") -> list:
     """[fn(*args) for args in tasks], in order: in process (``executor`` None) or through ``executor.submit``
     (concurrent.futures executors, a Dask ``Client``: anything whose futures have ``result()``), with a progress
-    bar that moves as futures finish. A task whose future raises (a dead worker, a failed transfer) comes back
-    as the text "the executor raised ..."; ``fn`` itself should catch what it wants recorded."""
+    bar (counting ``unit``) that moves as futures finish. A task whose future raises (a dead worker, a failed
+    transfer) comes back as the text "the executor raised ..."; ``fn`` itself should catch what it wants recorded."""
     bar = _NoBar()
     if progress:  # tqdm.auto warns in a notebook without ipywidgets even when disabled: import it only when shown
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(tasks), desc=desc, unit="cell", leave=False)
+        bar = tqdm(total=len(tasks), desc=desc, unit=unit, leave=False)
     results = [None] * len(tasks)
     try:
         if executor is None:

@@ -98,3 +98,19 @@ def test_a_breakpoint_inside_a_round_is_not_a_divergence():
     exact = hd.solve(prob, opt, grid=grid, method="exact")
     assert auto.status == exact.status == "ok"
     assert np.max(np.abs(auto.excess_risk / exact.excess_risk - 1)) < 2e-3
+
+
+@pytest.mark.parametrize("opt", [hd.SGD(0.3), hd.SGD(0.5, batch=8), hd.SignSGD(2e-4, batch=8), hd.SignSGD(1e-3),
+                                 hd.ClippedSGD(0.3, clip=1.0), hd.SLA(0.3, 0.5, inner_steps=8)],
+                         ids=["sgd", "sgd-b8", "signsgd-g3", "signsgd-s2", "clipped", "la-diloco"])
+def test_a_curve_cut_at_a_record_point_is_the_longer_curve_up_to_it(opt):
+    # hd.tuning.lr_search solves each lr only as far as a horizon needs it: it relies on this, bitwise,
+    # blocks included (10^6 steps: every theory with a block form uses it)
+    prob = hd.powerlaw(300, 1.0, 0.5, noise=hd.StudentT(0.1) if opt.name == "clipped_sgd" else hd.Gaussian(0.1))
+    steps = 10**5 if opt.name == "signsgd" and opt.batch == 1 else 10**6
+    grid = hd.step_grid(steps, per_decade=2, multiple_of=8)
+    full = hd.solve(prob, opt, grid=grid)
+    assert full.steps[-1] == steps and grid.size > 10
+    for h in (grid.size // 3, 2 * grid.size // 3, grid.size - 2):
+        cut = hd.solve(prob, opt, grid=grid[: h + 1])
+        np.testing.assert_array_equal(cut.risk, full.risk[: h + 1])

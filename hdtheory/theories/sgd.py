@@ -21,11 +21,12 @@ import numba as nb
 import numpy as np
 from scipy.optimize import brentq
 
+from ..jit import KERNEL
 from ..stepping import integrate
 from ..theory import FIXED, BlockForm, Theory, Threshold
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def sgd_exact_steps(lam, mult, rho, lr_seq, inv_b, sigma2, cap):
     """Apply (E1) len(lr_seq) times in place on rho; stop early (returning the number of steps
     done) as soon as E exceeds ``cap`` or is not finite."""
@@ -93,7 +94,7 @@ def sgd_threshold(lam, mult, batch: int, mu: float = 1.0, A: float | None = None
     return float(brentq(f, 0.0, hi, xtol=1e-15 * top, rtol=1e-15, maxiter=500))
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def sgd_coefficients(hp, z, s, consts, am1, f, h):
     """(E1) as the block form s <- (1 + am1) s + f + h E at step size hp[0]; fixed coefficients (regime 0)."""
     lam, mult, inv_b = consts
@@ -106,7 +107,7 @@ def sgd_coefficients(hp, z, s, consts, am1, f, h):
     return 0
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _integrate(consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol, dmax,
                dependence, correctors, extrapolate, single, switching, carry):
     return integrate(sgd_coefficients, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap,

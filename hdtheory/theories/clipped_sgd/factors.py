@@ -35,6 +35,7 @@ import numba as nb
 import numpy as np
 
 from ...checks import check_batch
+from ...jit import KERNEL
 from ...noise import Gaussian, Rademacher, StudentT
 from ...special import chi2_pdf, expint1, gamma_pq
 
@@ -49,7 +50,7 @@ Q_FLOOR = 1e-12
 # reduction factors (mu, nu-hat = nu/E, A) -- Numba
 # ------------------------------------------------------------------------------------------------
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _gauss_factors(B, y0):
     """Gaussian residuals, m = (E/B) chi^2_B, y0 = B tau^2 / E."""
     x = 0.5 * y0
@@ -70,7 +71,7 @@ def _gauss_factors(B, y0):
     return mu, nuhat, A
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _mixture_factors(q, tau2, E, m0, vext, wts):
     """B = 1, residual r ~ sum_i w_i N(m0_i, q + vext_i).
 
@@ -119,7 +120,7 @@ def _mixture_factors(q, tau2, E, m0, vext, wts):
     return mu, nu / E, 2.0 * mu - 2.0 * tau * dens
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _table_factors(u, w, tab, u0, du, w0, dw):
     """Cubic (Catmull-Rom) in u, linear in w, clamped to the grid."""
     nu_, nw = tab.shape[1], tab.shape[2]
@@ -145,7 +146,7 @@ def _table_factors(u, w, tab, u0, du, w0, dw):
     return out[0], out[1], out[2]
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def clip_factors_nb(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid):
     """(mu, nu/E, A) at excess MSE q and normalized clip tau^2; tau2 = inf gives SGD's (1, 1, 1 + 1/B)."""
     if not (tau2 < math.inf):
@@ -179,7 +180,7 @@ def clip_factors_nb(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid):
     return mu, nuh, A
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _factors_pairs(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid, mu, nuhat, A):
     for i in range(q.shape[0]):
         mu[i], nuhat[i], A[i] = clip_factors_nb(q[i], tau2[i], sigma2, B, law, m0, vext, wts, tab, grid)
@@ -204,7 +205,7 @@ def _student_nodes(df: float, n: int = STUDENT_NODES):
     return W, wt / wt.sum()
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _phi_mixture_pow(omega, B, v, wts, out):
     """out_j = (sum_i w_i (1 - 2 i t v_i)^(-1/2))^B at t = omega_j / B: characteristic function of the
     mean of B squared centred-Gaussian-mixture residuals (normalized units)."""

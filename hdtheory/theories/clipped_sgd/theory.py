@@ -34,6 +34,7 @@ import numba as nb
 import numpy as np
 from scipy.optimize import brentq
 
+from ...jit import KERNEL
 from ...stepping import integrate
 from ...theory import FIXED, SCALARS, BlockForm, Theory, Threshold
 from ..sgd import sgd_threshold
@@ -53,7 +54,7 @@ def check_problem(problem):
                          f"{', '.join(missing)}")
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def clipped_exact_steps(lam, mult, rho, lr_seq, cl_seq, relative, B, trK, sigma2, cap, law, m0, vext, wts, tab,
                         grid, E_rec):
     """Apply the recursion len(lr_seq) times in place on rho (clip level cl_seq[k] in gradient-norm units, or
@@ -85,7 +86,7 @@ def clipped_exact_steps(lam, mult, rho, lr_seq, cl_seq, relative, B, trK, sigma2
     return lr_seq.shape[0]
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def clipped_coefficients(hp, z, s, consts, am1, f, h):
     """The recursion as the block form s <- (1 + am1) s + f + h E at hp = (lr, clip level c, or kappa when
     relative) and z = (E,): am1 = lr lambda (-2 mu + lr lambda A), f = 0, h = (lr^2/B) nu-hat m lambda, the
@@ -105,7 +106,7 @@ def clipped_coefficients(hp, z, s, consts, am1, f, h):
     return 0
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _integrate(consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol, dmax,
                dependence, correctors, extrapolate, single, switching, carry):
     return integrate(clipped_coefficients, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i,

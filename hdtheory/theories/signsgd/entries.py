@@ -33,6 +33,7 @@ import numpy as np
 from scipy import special
 
 from ...checks import check_batch
+from ...jit import KERNEL
 from ...special import atan_vec
 
 #: the odd series of f_B(c(w)) in w, SERIES_TERMS terms, where its first omitted term is < SERIES_TOL relative
@@ -49,9 +50,6 @@ GH_SPREAD = 0.5
 GL_NODES = 64
 XI_RANGE = 8.5
 TABLE_POINTS = 20001
-#: floating-point freedoms of the stepping kernel (reassociation and contraction let its first pass vectorize;
-#: no NaN/inf assumptions: the divergence check reads them); curves move by ~1e-13 relative
-FAST_FLAGS = {"reassoc", "contract", "nsz", "arcp"}
 
 XI, WT = np.polynomial.hermite_e.hermegauss(GH_NODES)
 WT = WT / WT.sum()
@@ -115,7 +113,7 @@ def _f(c, w, kind, tab):
     return tab[i] + u * (tab[i + 1] - tab[i])
 
 
-@nb.njit(cache=True, fastmath=FAST_FLAGS, error_model="numpy")
+@nb.njit(**KERNEL)
 def quadrature_moments(a, v, lam, qm, kind, tab, beta):
     """(E f(c), E[D f(c)], E f(c)^2) for D ~ N(a, v), c = sqrt(lam) D / sqrt(qm + lam D^2), by quadrature or
     closed forms (where the series of ``entries_steps`` does not reach SERIES_TOL). With w = t D, t = sqrt(lam/qm),
@@ -202,7 +200,7 @@ def series_moments(a, v, t2, cs, ds, eps_max):
     return f0, f1 / t, f2
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def entry_moments(a, v, lam, qm, kind, tab, cs, ds, eps_max, beta):
     """(E f(c), E[D f(c)], E f(c)^2) for D ~ N(a, v), c = sqrt(lam) D / sqrt(qm + lam D^2): the series where it
     reaches SERIES_TOL, else ``quadrature_moments`` (each to ~1e-7)."""
@@ -213,7 +211,7 @@ def entry_moments(a, v, lam, qm, kind, tab, cs, ds, eps_max, beta):
     return quadrature_moments(a, v, lam, qm, kind, tab, beta)
 
 
-@nb.njit(cache=True, fastmath=FAST_FLAGS, error_model="numpy")
+@nb.njit(**KERNEL)
 def series_pass(lam, ar, vr, qr, lr, lr2, inv_b, per_example, cs, ds, em, done):
     """One (S2) step of one row (a, v) with residual qr, by the series to FAST_TERMS terms, for every entry it
     suits (branch-free, so that it vectorizes; most entries); marks them in ``done``. Returns the sum of
@@ -260,7 +258,7 @@ def series_pass(lam, ar, vr, qr, lr, lr2, inv_b, per_example, cs, ds, em, done):
     return acc, last
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(**KERNEL)
 def entries_steps(lam, a, v, q, w, lr_seq, sigma2, kind, tab, cs, ds, eps_max, beta, batch, per_example, cap):
     """Apply (S2) len(lr_seq) times in place on the rows of (a, v) (R x n) and their q (R,), for the drift law
     (kind, tab, cs, ds, eps_max, beta) of ``law_constants`` (f_B; f_1 with ``per_example``). Returns the steps

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from ...jit import KERNEL
 from ...stepping import integrate
 from ...theory import SCALARS, BlockForm, Theory, Threshold
 from . import entries
@@ -50,7 +51,7 @@ MAX_ROWS = 256
 ROW_SEED = 0
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def signsgd_exact_steps(mu, n, rho, lr_seq, sigma2, sigma, A, mode, lx0, h, coef, batch, per_example, cap, inv_m):
     """Apply (G3) (or (G4) with ``per_example``) len(lr_seq) times in place on rho; returns the number of
     steps done, stopping early once E = sigma2 + sum mu rho passes ``cap`` or stops being finite. ``sigma2`` is
@@ -90,7 +91,7 @@ def signsgd_exact_steps(mu, n, rho, lr_seq, sigma2, sigma, A, mode, lx0, h, coef
     return lr_seq.shape[0]
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def sign_coefficients(hp, z, s, consts, am1, f, h):
     """(G3)/(G4) as the block form s <- (1 + am1) s + f + h E at hp = (lr,), z = (E,): x = lr a_B(s) mu,
     am1 = -2 x, f = lr^2 n (G3), or am1 = x (-2 + (1 - 1/B) x), f = lr^2 n / B (G4, a = a_1), h = 0, with the
@@ -130,7 +131,7 @@ def sign_coefficients(hp, z, s, consts, am1, f, h):
     return 0
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _excess_sums(mu, rho, count):
     """(sum_j x_j, sum_j x_j^2 / count_j) with x_j = mu_j rho_j, the excess of merged mode j (validity's sums)."""
     sx = 0.0
@@ -142,7 +143,7 @@ def _excess_sums(mu, rho, count):
     return sx, sxx
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _past_bound(a, mu, rho, n):
     """Whether some mode's linearized drift exceeds its Cauchy-Schwarz bound: a^2 mu_j^2 rho_j > n_j."""
     a2 = a * a
@@ -152,7 +153,7 @@ def _past_bound(a, mu, rho, n):
     return False
 
 
-@nb.njit(cache=True)
+@nb.njit(**KERNEL)
 def _integrate(consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol, dmax,
                dependence, correctors, extrapolate, single, switching, carry):
     return integrate(sign_coefficients, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap,
