@@ -211,51 +211,68 @@ def entry_moments(a, v, lam, qm, kind, tab, cs, ds, eps_max, beta):
     return quadrature_moments(a, v, lam, qm, kind, tab, beta)
 
 
+@nb.njit(cache=True, inline="always")
+def _series_entry(lj, aj, vj, qr, lr, lr2, inv_b, per_example, cs, ds, em, terms):
+    """(ok, a', v') of one entry by the series to ``terms`` terms; ``ok``: the entry suits it (lambda > 0,
+    q_{-k} > 0 and t^2 (a^2 + SERIES_SPREAD v) <= em), a' and v' mean nothing where not. Sums the
+    series over the moments of D itself, M_k = a M_{k-1} + (k - 1) v M_{k-2}, against c_n t^(2n+1) (no division
+    but t^2 = lambda / q_{-k}). Branch-free, so that loops over entries vectorize."""
+    m2 = aj * aj + vj
+    qm = qr - lj * m2
+    ok = lj > 0.0 and qm > 1e-15 * qr
+    t2 = lj / qm if ok else 0.0
+    ok = ok and t2 * aj * aj + SERIES_SPREAD * t2 * vj <= em
+    t = math.sqrt(t2)
+    M_prev = 1.0
+    M_odd = aj
+    f0 = 0.0
+    f1 = 0.0
+    f2 = 0.0
+    tp = t
+    for nn in range(terms):
+        kk = 2.0 * nn + 2.0
+        M_even = aj * M_odd + (kk - 1.0) * vj * M_prev
+        M_next = aj * M_even + kk * vj * M_odd
+        cc = cs[nn] * tp
+        f0 += cc * M_odd
+        f1 += cc * M_even
+        f2 += ds[nn] * tp * t * M_even
+        tp *= t2
+        M_prev = M_even
+        M_odd = M_next
+    noise = lr2 * (inv_b + (1.0 - inv_b) * f2) if per_example else lr2
+    an = aj - lr * f0
+    vn = max(m2 - 2.0 * lr * f1 + noise - an * an, 0.0)
+    return ok, an, vn
+
+
 @nb.njit(**KERNEL)
 def series_pass(lam, ar, vr, qr, lr, lr2, inv_b, per_example, cs, ds, em, done):
-    """One (S2) step of one row (a, v) with residual qr, by the series to FAST_TERMS terms, for every entry it
-    suits (branch-free, so that it vectorizes; most entries); marks them in ``done``. Returns the sum of
-    lambda (a^2 + v) over them and one past the last index it left for ``entry_moments``."""
+    """One (S2) step of one row (a, v) with residual qr by the series to FAST_TERMS terms, for every entry it
+    suits (most entries); marks them in ``done``. Returns the sum of lambda (a^2 + v) over them and one past
+    the last index it left."""
     acc = 0.0
     last = 0
     for j in range(lam.shape[0]):
         lj = lam[j]
-        aj = ar[j]
-        vj = vr[j]
-        m2 = aj * aj + vj
-        qm = qr - lj * m2
-        ok = lj > 0.0 and qm > 1e-15 * qr
-        t2 = lj / qm if ok else 0.0
-        y = t2 * vj
-        ok = ok and t2 * aj * aj + SERIES_SPREAD * y <= em
-        # the moments M_k = E D^k (M_k = a M_{k-1} + (k - 1) v M_{k-2}) against c_n t^(2n+1): no division
-        t = math.sqrt(t2)
-        M_prev = 1.0
-        M_odd = aj
-        f0 = 0.0
-        f1 = 0.0
-        f2 = 0.0
-        tp = t
-        for nn in range(FAST_TERMS):
-            kk = 2.0 * nn + 2.0
-            M_even = aj * M_odd + (kk - 1.0) * vj * M_prev
-            M_next = aj * M_even + kk * vj * M_odd
-            cc = cs[nn] * tp
-            f0 += cc * M_odd
-            f1 += cc * M_even
-            f2 += ds[nn] * tp * t * M_even
-            tp *= t2
-            M_prev = M_even
-            M_odd = M_next
-        noise = lr2 * (inv_b + (1.0 - inv_b) * f2) if per_example else lr2
-        an = aj - lr * f0
-        vn = max(m2 - 2.0 * lr * f1 + noise - an * an, 0.0)
+        ok, an, vn = _series_entry(lj, ar[j], vr[j], qr, lr, lr2, inv_b, per_example, cs, ds, em, FAST_TERMS)
         done[j] = ok
-        ar[j] = an if ok else aj
-        vr[j] = vn if ok else vj
+        ar[j] = an if ok else ar[j]
+        vr[j] = vn if ok else vr[j]
         acc += lj * (an * an + vn) if ok else 0.0
         last = max(last, j + 1 if not ok and lj > 0.0 else 0)
     return acc, last
+
+
+@nb.njit(**KERNEL)
+def _series_gathered(gl, ga, gv, gok, n, qr, lr, lr2, inv_b, per_example, cs, ds, em):
+    """``series_pass`` to SERIES_TERMS terms over the first n gathered entries (lambda, a, v) = (gl, ga, gv),
+    in place; gok marks those it suits."""
+    for i in range(n):
+        ok, an, vn = _series_entry(gl[i], ga[i], gv[i], qr, lr, lr2, inv_b, per_example, cs, ds, em, SERIES_TERMS)
+        gok[i] = ok
+        ga[i] = an if ok else ga[i]
+        gv[i] = vn if ok else gv[i]
 
 
 @nb.njit(**KERNEL)
@@ -264,11 +281,19 @@ def entries_steps(lam, a, v, q, w, lr_seq, sigma2, kind, tab, cs, ds, eps_max, b
     (kind, tab, cs, ds, eps_max, beta) of ``law_constants`` (f_B; f_1 with ``per_example``). Returns the steps
     done, stopping early once 2 R = sum_r w_r q_r (w: the rows' weights) passes ``cap`` or stops being finite.
     Entries with lambda = 0 never move (x_k = 0), nor do rows with q_r = 0 (e = 0, sigma = 0: g = 0). Each row
-    in two passes: ``series_pass`` over every entry, then ``entry_moments`` for the entries it left."""
+    in three passes: ``series_pass`` (FAST_TERMS terms) over every entry; the series to SERIES_TERMS terms over
+    the entries it left, gathered; ``quadrature_moments`` for the rest (the entries no number of series terms
+    suits: ``entry_moments``'s split)."""
     R, n = a.shape
     inv_b = 1.0 / batch
-    em = eps_max[FAST_TERMS - 1]
+    em_fast = eps_max[FAST_TERMS - 1]
+    em_all = eps_max[SERIES_TERMS - 1]
     done = np.zeros(n, dtype=np.bool_)
+    idx = np.zeros(n, dtype=np.int64)
+    gl = np.zeros(n)
+    ga = np.zeros(n)
+    gv = np.zeros(n)
+    gok = np.zeros(n, dtype=np.bool_)
     for k in range(lr_seq.shape[0]):
         lr = lr_seq[k]
         lr2 = lr * lr
@@ -279,23 +304,34 @@ def entries_steps(lam, a, v, q, w, lr_seq, sigma2, kind, tab, cs, ds, eps_max, b
                 continue
             ar = a[r]
             vr = v[r]
-            acc, last = series_pass(lam, ar, vr, qr, lr, lr2, inv_b, per_example, cs, ds, em, done)
-            acc += sigma2
+            acc, last = series_pass(lam, ar, vr, qr, lr, lr2, inv_b, per_example, cs, ds, em_fast, done)
+            m = 0
             for j in range(last):
-                lj = lam[j]
-                if not done[j] and lj > 0.0:
+                if not done[j] and lam[j] > 0.0:
+                    idx[m] = j
+                    gl[m] = lam[j]
+                    ga[m] = ar[j]
+                    gv[m] = vr[j]
+                    m += 1
+            _series_gathered(gl, ga, gv, gok, m, qr, lr, lr2, inv_b, per_example, cs, ds, em_all)
+            acc += sigma2
+            for i in range(m):
+                j = idx[i]
+                if not gok[i]:
                     aj = ar[j]
                     vj = vr[j]
                     m2 = aj * aj + vj
-                    qm = qr - lj * m2
+                    qm = qr - gl[i] * m2
                     if not qm > 1e-15 * qr:
                         qm = 0.0
-                    f0, f1, f2 = entry_moments(aj, vj, lj, qm, kind, tab, cs, ds, eps_max, beta)
+                    f0, f1, f2 = quadrature_moments(aj, vj, gl[i], qm, kind, tab, beta)
                     noise = lr2 * (inv_b + (1.0 - inv_b) * f2) if per_example else lr2
                     an = aj - lr * f0
-                    ar[j] = an
-                    vr[j] = max(m2 - 2.0 * lr * f1 + noise - an * an, 0.0)
-                    acc += lj * (ar[j] * ar[j] + vr[j])
+                    ga[i] = an
+                    gv[i] = max(m2 - 2.0 * lr * f1 + noise - an * an, 0.0)
+                ar[j] = ga[i]
+                vr[j] = gv[i]
+                acc += gl[i] * (ga[i] * ga[i] + gv[i])
             q[r] = acc
             total += w[r] * acc
         if not (total <= cap):
