@@ -99,7 +99,7 @@ def _cell(alpha, beta, opt_a, opt_b, horizons, d, m, noise, matrix, over_a, over
     valid = not any(issubclass(w.category, InadmissibleWarning) for w in caught)  # no d -> infinity limit
     for key, opt, over in (("a", opt_a, over_a), ("b", opt_b, over_b)):
         tuned = tune(prob, opt, list(_steps_of(opt, horizons, per)), over=over, points=points, refine=refine,
-                     near=near[key])
+                     near=near[key] if over == ("lr",) else None)
         out[f"risk_{key}"] = np.array([t.risk for t in tuned])
         for name in over:
             out[f"{name}_{key}"] = np.array([float(t.params[name]) for t in tuned])
@@ -113,31 +113,35 @@ def _cell(alpha, beta, opt_a, opt_b, horizons, d, m, noise, matrix, over_a, over
 
 
 def gain_row(alpha, betas, *args):
-    """One row (fixed alpha) of ``gain_map``, the lr scan of each cell warm-started from the previous cell's
-    optima: a list, per beta, of the cell's dict of per-horizon arrays (risk_<x>, <param>_<x>) and the flags
+    """One row (fixed alpha) of ``gain_map``, the lr walk of each cell started from the previous cell's optima
+    (the first cell's from the lattice's middle): a list, per beta, of the cell's dict of per-horizon arrays (risk_<x>, <param>_<x>) and the flags
     edge, valid, or the text of the exception the cell raised (the other cells go on)."""
-    near = {"a": None, "b": None}
+    from .tuning import LR_DECADES
+
+    start = (10.0 ** (-0.5 * LR_DECADES),) * 2  # the lattice's middle: the first cell walks from there too
+    near = {"a": start, "b": start}
     row = []
     for beta in betas:
         try:
             row.append(_cell(alpha, beta, *args, near))
         except Exception as e:  # noqa: BLE001  (a bad cell is recorded, never raised)
             row.append(f"alpha={alpha:g}, beta={beta:g}: {type(e).__name__}: {e}")
-            near = {"a": None, "b": None}
+            near = {"a": start, "b": start}
     return row
 
 
 def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int | None = None, noise=None,
-             horizons=None, points: int = 16, refine: int = 2, over_a=("lr",), over_b=("lr",), per: str = "steps",
+             horizons=None, points: int = 16, refine: int | None = None, over_a=("lr",), over_b=("lr",),
+             per: str = "steps",
              executor=None, progress: bool = True):
     """Risk ratio of ``opt_a`` to ``opt_b``, each at its theory-optimal hyperparameters (``hd.tune`` over
     ``over_a`` / ``over_b``; the given values only start the search) per horizon, on the power laws (alpha, beta);
     see the module docstring. ``horizons`` (default ``horizons_grid(steps)``) count steps, or samples with
     ``per="samples"`` (each optimizer then runs horizon / (batch x workers) steps: LA-DiLoCo vs SGD at equal
     samples; they must then be whole numbers of each optimizer's updates). ``m``: outputs of the matrix problems
-    (default d). ``points``, ``refine``: the lr lattice and the parabolic steps per horizon
-    (``hd.tuning.lr_search``; accuracy in docs/derivations/tuning.md); each cell's scan starts at its row
-    neighbour's optima. ``executor``: a concurrent.futures-style
+    (default d). ``points``, ``refine``: the lr lattice and the most solves of each horizon's refinement (default
+    ``hd.tuning.REFINE``; ``hd.tuning.lr_search``, accuracy in docs/derivations/tuning.md); each cell's lr walk starts at its row
+    neighbour's optima (the row's first at the lattice's middle). ``executor``: a concurrent.futures-style
     executor (``submit``) to spread the rows (fixed alpha) over, e.g. a ``ProcessPoolExecutor`` or a Dask
     ``Client``; None = in process; the result does not depend on it.
     Returns an ``xarray.Dataset`` with ``ratio``, ``risk_a``, ``risk_b`` and each tuned hyperparameter
@@ -165,6 +169,8 @@ def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int |
     for opt in (opt_a, opt_b):
         _steps_of(opt, hz, per)  # bad horizons fail before any work
     matrix = opt_a.name in MATRIX_OPTIMIZERS or opt_b.name in MATRIX_OPTIMIZERS
+    if refine is None:
+        from .tuning import REFINE as refine
     args = [(a, betas, opt_a, opt_b, hz, d, m, noise, matrix, over_a, over_b, per, points, refine) for a in alphas]
     rows = run_tasks(gain_row, args, executor, progress, desc=f"gain map {opt_a.name} / {opt_b.name}", unit="row")
     shape = (alphas.size, betas.size, hz.size)

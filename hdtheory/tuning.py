@@ -14,7 +14,7 @@
 A search over one hyperparameter scans it on a log grid (lr: [1e-4, 1] x the theory's lr scale
 ``Theory.lr_scale``, i.e. the stability threshold, or where an optimizer never diverges the lr past which it makes
 no progress; clip: tau^2 / E_0 in [1e-3, 1e3] with c = tau sqrt(tr K / B); outer_lr: [1e-2, 4]) and refines around
-the best point by parabolic steps in (log value, log risk). Several hyperparameters are tuned by coordinate descent
+the best point by Brent's method in (log value, log risk), inside the bracket of its two neighbours. Several hyperparameters are tuned by coordinate descent
 (``rounds`` sweeps). A curve that diverges or stops before the horizon counts as infinite risk. An optimum on the
 scan's edge is reported in ``Tuned.edge``; a curve outside its theory's validity there in ``Tuned.valid``.
 """
@@ -31,8 +31,11 @@ from .checks import check_batch, check_int, check_positive
 from .driver import solve
 from .theory import theory_for
 
-#: parabolic refinements of a scanned optimum (one solve each)
-REFINE = 4
+#: refinement of a scanned optimum (Brent's method in log value): at most REFINE solves, stopping once the
+#: optimum's log value is located to about XTOL (the risk then within ~1e-5 relative; docs/derivations/tuning.md)
+REFINE = 8
+XTOL = 2e-3
+GOLDEN = 0.5 * (3.0 - math.sqrt(5.0))
 #: log-spaced scan ranges of the continuous hyperparameters (lr: relative to the theory's lr scale)
 LR_DECADES = 4.0
 CLIP_RANGE = (1e-3, 1e3)       # tau^2 / E_0
@@ -75,36 +78,61 @@ def _lr_logs(problem, opt, points, decades=LR_DECADES, top=None):
     return np.linspace(math.log(top) - decades * math.log(10.0), math.log(top), points)
 
 
-def _parabola_step(xs, ys, lo, hi):
-    """Vertex of the parabola through the three lowest of the points (xs, ys), clipped to [lo, hi]; None where
-    the three points are collinear."""
-    order = np.argsort(ys)[:3]
-    x, y = np.asarray(xs)[order], np.asarray(ys)[order]
-    num = (x[1] - x[0]) ** 2 * (y[1] - y[2]) - (x[1] - x[2]) ** 2 * (y[1] - y[0])
-    den = (y[1] - y[2]) * (x[1] - x[0]) - (y[1] - y[0]) * (x[1] - x[2])
-    if den == 0 or not np.isfinite(den):
-        return None
-    return float(np.clip(x[1] - 0.5 * num / den, lo, hi))
+def _log(r) -> float:
+    return math.log(r) if r > 0 and math.isfinite(r) else math.inf
 
 
-def _refine(evaluate, logs, vals, best, refine=REFINE):
-    """Parabolic steps around ``logs[best]`` (a scan point with finite neighbours); ``evaluate(x)`` returns
-    (risk, extra). Returns (x, risk, extra or None, evaluations) of the lowest point seen."""
-    xs, ys = list(logs[best - 1:best + 2]), list(np.log(vals[best - 1:best + 2]))
-    x_best, r_best, extra, n = logs[best], vals[best], None, 0
-    for _ in range(refine):
-        v = _parabola_step(xs, ys, logs[best - 1], logs[best + 1])
-        if v is None or min(abs(v - xi) for xi in xs) < 1e-4:
+def _refine(evaluate, logs, vals, best, refine=REFINE, xtol=XTOL):
+    """Brent's minimization of log risk over ``logs`` (log value) inside [logs[best - 1], logs[best + 1]], a
+    bracket of the best scan point (whose neighbours are finite and not lower): parabolic steps through the
+    three lowest points, starting from the three scan points, safeguarded by golden sections where a parabola
+    would leave the bracket or not shrink it. ``evaluate(x)`` returns (risk, extra). Stops after ``refine``
+    evaluations or once the minimum is located to about ``xtol``. Returns (x, risk, extra or None, evaluations)
+    of the lowest point seen."""
+    a, b = float(logs[best - 1]), float(logs[best + 1])
+    x, fx, r_best, extra = float(logs[best]), _log(vals[best]), float(vals[best]), None
+    (fw, w), (fv, v) = sorted([(_log(vals[best - 1]), a), (_log(vals[best + 1]), b)])
+    d, e, n = 0.0, b - a, 0  # e: the step before last (the bracket: the first parabola may be taken)
+    while n < refine:
+        xm = 0.5 * (a + b)
+        if abs(x - xm) <= 2.0 * xtol - 0.5 * (b - a):
             break
-        r, ex = evaluate(v)
+        golden = True
+        if abs(e) > xtol and math.isfinite(fw) and math.isfinite(fv):
+            r = (x - w) * (fx - fv)
+            q = (x - v) * (fx - fw)
+            p = (x - v) * q - (x - w) * r
+            q = 2.0 * (q - r)
+            p = -p if q > 0.0 else p
+            q = abs(q)
+            if abs(p) < abs(0.5 * q * e) and q * (a - x) < p < q * (b - x):
+                e, d, golden = d, p / q, False
+                if (x + d) - a < 2.0 * xtol or b - (x + d) < 2.0 * xtol:
+                    d = math.copysign(xtol, xm - x)
+        if golden:
+            e = (a - x) if x >= xm else (b - x)
+            d = GOLDEN * e
+        u = x + d if abs(d) >= xtol else x + math.copysign(xtol, d)
+        ru, ex = evaluate(u)
         n += 1
-        if not (r > 0 and math.isfinite(r)):
-            break
-        xs.append(v)
-        ys.append(math.log(r))
-        if r < r_best:
-            x_best, r_best, extra = v, r, ex
-    return x_best, r_best, extra, n
+        fu = _log(ru)
+        if fu <= fx:
+            if u >= x:
+                a = x
+            else:
+                b = x
+            v, fv, w, fw, x, fx = w, fw, x, fx, u, fu
+            r_best, extra = ru, ex
+        else:
+            if u < x:
+                a = u
+            else:
+                b = u
+            if fu <= fw or w == x:
+                v, fv, w, fw = w, fw, u, fu
+            elif fu <= fv or v == x or v == w:
+                v, fv = u, fu
+    return x, r_best, extra, n
 
 
 @dataclass(frozen=True)
@@ -123,8 +151,8 @@ class LRSearch:
 def lr_search(problem, opt, grid, *, points: int = 20, decades: float = LR_DECADES, refine: int = REFINE,
               near=None) -> LRSearch:
     """The theory-optimal constant lr of ``opt`` at every horizon of ``grid`` (grid[0] = 0). The scan lattice has
-    ``points`` log-spaced lrs over [10^-decades, 1] x the theory's lr scale; then each horizon takes up to
-    ``refine`` parabolic steps on the grid cut at it. Cold (``near`` None), every lattice lr is solved on the
+    ``points`` log-spaced lrs over [10^-decades, 1] x the theory's lr scale; then each horizon is refined
+    (``_refine``, at most ``refine`` solves) on the grid cut at it. Cold (``near`` None), every lattice lr is solved on the
     whole grid. ``near`` = (f_lo, f_hi), fractions of the lr scale where the optima are expected (a neighbouring
     cell's), replaces the scan by a walk: from the lattice point nearest f_lo at the last horizon, and from each
     horizon's optimum at the one before, it steps downhill (down while the curve diverges or stops early) to a

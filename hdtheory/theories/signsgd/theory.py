@@ -243,17 +243,8 @@ def _effective_batch(opt) -> int:
     return 1 if opt.per_example else int(opt.batch)
 
 
-def localization(problem, opt) -> tuple[float, float]:
-    """(L at the start, L at the (G3) floor at the schedule's peak lr), L = sqrt(B) <c^2> the excess-weighted
-    mean of c^2 times sqrt(B),
-
-        L = sqrt(B) sum_{r,k} q_r c_rk^4 / sum_{r,k} q_r c_rk^2,   c_rk^2 = (E K)_rk^2 / (K_kk q_r),
-
-    c_rk the correlation of input k with row r's residual, q_r = (E K E^T)_rr + sigma^2 (B -> 1 for per-example
-    signs): how far the drift is from its linearization where the excess sits (for diagonal K the weights
-    q_r c_rk^2 = lambda_k e_rk^2 are the entries' excess; sqrt(B) is measured: at equal L, B = 1, 4, 8 give
-    (G3) errors within a factor 2). At the (G3) floor c_k^2 = sqrt(K_kk) / sum_i sqrt(K_ii) (1 - sigma^2/q*), so
-    L* = sqrt(B) (1 - sigma^2/q*) tr K / (sum_i sqrt(K_ii))^2."""
+def _start_localization(problem, opt) -> tuple[float, np.ndarray]:
+    """(L at the start, diag K): ``localization``'s first number, which does not depend on lr."""
     rootB = math.sqrt(_effective_batch(opt))
     e0 = _error_rows(problem)
     if problem.basis is None:
@@ -271,7 +262,22 @@ def localization(problem, opt) -> tuple[float, float]:
     live = q > 0
     num = float(np.sum(x[live] ** 2 / q[live, None]))
     den = float(np.sum(x[live]))
-    start = rootB * num / den if den > 0 else 0.0
+    return (rootB * num / den if den > 0 else 0.0), Kd
+
+
+def localization(problem, opt) -> tuple[float, float]:
+    """(L at the start, L at the (G3) floor at the schedule's peak lr), L = sqrt(B) <c^2> the excess-weighted
+    mean of c^2 times sqrt(B),
+
+        L = sqrt(B) sum_{r,k} q_r c_rk^4 / sum_{r,k} q_r c_rk^2,   c_rk^2 = (E K)_rk^2 / (K_kk q_r),
+
+    c_rk the correlation of input k with row r's residual, q_r = (E K E^T)_rr + sigma^2 (B -> 1 for per-example
+    signs): how far the drift is from its linearization where the excess sits (for diagonal K the weights
+    q_r c_rk^2 = lambda_k e_rk^2 are the entries' excess; sqrt(B) is measured: at equal L, B = 1, 4, 8 give
+    (G3) errors within a factor 2). At the (G3) floor c_k^2 = sqrt(K_kk) / sum_i sqrt(K_ii) (1 - sigma^2/q*), so
+    L* = sqrt(B) (1 - sigma^2/q*) tr K / (sum_i sqrt(K_ii))^2."""
+    start, Kd = _start_localization(problem, opt)
+    rootB = math.sqrt(_effective_batch(opt))
     sd = np.sqrt(np.clip(Kd, 0.0, None))
     try:
         q_star = 2.0 * stationary_risk(problem, opt.with_lr(opt.lr * opt.sched.peak())) / outputs(problem)
@@ -292,7 +298,9 @@ def closure(problem, opt) -> str:
         return "G3"
     if outputs(problem) > 1 or np.ndim(problem.target) == 2:
         return "S2"
-    return "S2" if max(localization(problem, opt)) > LOCALIZED else "G3"
+    if _start_localization(problem, opt)[0] > LOCALIZED:  # the floor's L (an lr-dependent root) not needed
+        return "S2"
+    return "S2" if localization(problem, opt)[1] > LOCALIZED else "G3"
 
 
 class SignSGDTheory(Theory):
