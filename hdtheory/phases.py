@@ -114,8 +114,9 @@ def _cell(alpha, beta, opt_a, opt_b, horizons, d, m, noise, matrix, over_a, over
 
 def gain_row(alpha, betas, *args):
     """One row (fixed alpha) of ``gain_map``, the lr walk of each cell started from the previous cell's optima
-    (the first cell's from the lattice's middle): a list, per beta, of the cell's dict of per-horizon arrays (risk_<x>, <param>_<x>) and the flags
-    edge, valid, or the text of the exception the cell raised (the other cells go on)."""
+    (the first cell's from the lattice's middle): a list, per beta, of the cell's dict of per-horizon arrays
+    (risk_<x>, <param>_<x>) and the flags edge, valid, or the text of the exception the cell raised (the other
+    cells go on)."""
     from .tuning import LR_DECADES
 
     start = (10.0 ** (-0.5 * LR_DECADES),) * 2  # the lattice's middle: the first cell walks from there too
@@ -132,18 +133,17 @@ def gain_row(alpha, betas, *args):
 
 def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int | None = None, noise=None,
              horizons=None, points: int = 16, refine: int | None = None, over_a=("lr",), over_b=("lr",),
-             per: str = "steps",
-             executor=None, progress: bool = True):
+             per: str = "steps", executor=None, progress: bool = True):
     """Risk ratio of ``opt_a`` to ``opt_b``, each at its theory-optimal hyperparameters (``hd.tune`` over
     ``over_a`` / ``over_b``; the given values only start the search) per horizon, on the power laws (alpha, beta);
     see the module docstring. ``horizons`` (default ``horizons_grid(steps)``) count steps, or samples with
     ``per="samples"`` (each optimizer then runs horizon / (batch x workers) steps: LA-DiLoCo vs SGD at equal
     samples; they must then be whole numbers of each optimizer's updates). ``m``: outputs of the matrix problems
-    (default d). ``points``, ``refine``: the lr lattice and the most solves of each horizon's refinement (default
-    ``hd.tuning.REFINE``; ``hd.tuning.lr_search``, accuracy in docs/derivations/tuning.md); each cell's lr walk starts at its row
-    neighbour's optima (the row's first at the lattice's middle). ``executor``: a concurrent.futures-style
-    executor (``submit``) to spread the rows (fixed alpha) over, e.g. a ``ProcessPoolExecutor`` or a Dask
-    ``Client``; None = in process; the result does not depend on it.
+    (default d). ``points``, ``refine``: the lr lattice and the most solves of each horizon's refinement
+    (default ``hd.tuning.REFINE``; ``hd.tuning.lr_search``, accuracy in docs/derivations/tuning.md); each cell's lr
+    walk starts at its row neighbour's optima (the row's first at the lattice's middle). ``executor``: a
+    concurrent.futures-style executor (``submit``) to spread the rows (fixed alpha) over, e.g. a
+    ``ProcessPoolExecutor`` or a Dask ``Client``; None = in process; the result does not depend on it.
     Returns an ``xarray.Dataset`` with ``ratio``, ``risk_a``, ``risk_b`` and each tuned hyperparameter
     (``lr_a``, ``clip_b``, ...) on (alpha, beta, horizon), and ``phase``, ``edge`` (a tuned value on its search
     range's edge somewhere) and ``valid`` (False where a tuned curve left its theory's validity, or where

@@ -14,9 +14,10 @@
 A search over one hyperparameter scans it on a log grid (lr: [1e-4, 1] x the theory's lr scale
 ``Theory.lr_scale``, i.e. the stability threshold, or where an optimizer never diverges the lr past which it makes
 no progress; clip: tau^2 / E_0 in [1e-3, 1e3] with c = tau sqrt(tr K / B); outer_lr: [1e-2, 4]) and refines around
-the best point by Brent's method in (log value, log risk), inside the bracket of its two neighbours. Several hyperparameters are tuned by coordinate descent
-(``rounds`` sweeps). A curve that diverges or stops before the horizon counts as infinite risk. An optimum on the
-scan's edge is reported in ``Tuned.edge``; a curve outside its theory's validity there in ``Tuned.valid``.
+the best point by Brent's method in (log value, log risk), inside the bracket of its two neighbours. Several
+hyperparameters are tuned by coordinate descent (``rounds`` sweeps). A curve that diverges or stops before the
+horizon counts as infinite risk. An optimum on the scan's edge is reported in ``Tuned.edge``; a curve outside its
+theory's validity there in ``Tuned.valid``.
 """
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ def _refine(evaluate, logs, vals, best, refine=REFINE, xtol=XTOL):
     three lowest points, starting from the three scan points, safeguarded by golden sections where a parabola
     would leave the bracket or not shrink it. ``evaluate(x)`` returns (risk, extra). Stops after ``refine``
     evaluations or once the minimum is located to about ``xtol``. Returns (x, risk, extra or None, evaluations)
-    of the lowest point seen."""
+    of the lowest point seen. (scipy's Brent would solve the three scanned points again.)"""
     a, b = float(logs[best - 1]), float(logs[best + 1])
     x, fx, r_best, extra = float(logs[best]), _log(vals[best]), float(vals[best]), None
     (fw, w), (fv, v) = sorted([(_log(vals[best - 1]), a), (_log(vals[best + 1]), b)])
@@ -152,13 +153,13 @@ def lr_search(problem, opt, grid, *, points: int = 20, decades: float = LR_DECAD
               near=None) -> LRSearch:
     """The theory-optimal constant lr of ``opt`` at every horizon of ``grid`` (grid[0] = 0). The scan lattice has
     ``points`` log-spaced lrs over [10^-decades, 1] x the theory's lr scale; then each horizon is refined
-    (``_refine``, at most ``refine`` solves) on the grid cut at it. Cold (``near`` None), every lattice lr is solved on the
-    whole grid. ``near`` = (f_lo, f_hi), fractions of the lr scale where the optima are expected (a neighbouring
-    cell's), replaces the scan by a walk: from the lattice point nearest f_lo at the last horizon, and from each
-    horizon's optimum at the one before, it steps downhill (down while the curve diverges or stops early) to a
-    lattice point lower than both neighbours, solving each point only up to the horizon it is needed at (a solve
-    to horizon h gives the risk at every earlier one). On a risk unimodal in lr at each horizon the result is the
-    full scan's, at fewer solves and far fewer steps."""
+    (``_refine``, at most ``refine`` solves) on the grid cut at it. Cold (``near`` None), every lattice lr is solved
+    on the whole grid. ``near`` = (f_lo, f_hi), fractions of the lr scale where the optima are expected (a
+    neighbouring cell's), replaces the scan by a walk: from the lattice point nearest f_lo at the last horizon, and
+    from each horizon's optimum at the one before, it steps downhill (down while the curve diverges or stops early)
+    to a lattice point lower than both neighbours, solving each point only up to the horizon it is needed at (a
+    solve to horizon h gives the risk at every earlier one). On a risk unimodal in lr at each horizon the result is
+    the full scan's, at fewer solves and far fewer steps."""
     grid = np.asarray(grid, dtype=np.int64)
     top = lr_scale(problem, opt)
     logs = _lr_logs(problem, opt, points, decades, top)

@@ -170,53 +170,12 @@ def quadrature_moments(a, v, lam, qm, kind, tab, beta):
 
 
 @nb.njit(cache=True, inline="always")
-def series_moments(a, v, t2, cs, ds, eps_max):
-    """(E f, E[D f], E f^2) by the odd series of f(c(w)) (``series``) over the moments of w = t D ~ N(x, y),
-    m_k = x m_{k-1} + (k - 1) y m_{k-2}, to the fewest terms that reach SERIES_TOL; (nan, 0, 0) where no number
-    of terms does."""
-    y = t2 * v
-    eps = t2 * a * a + SERIES_SPREAD * y
-    if not eps <= eps_max[eps_max.shape[0] - 1]:
-        return np.nan, 0.0, 0.0
-    nt = 1
-    while eps > eps_max[nt - 1]:
-        nt += 1
-    t = math.sqrt(t2)
-    x = t * a
-    m_prev = 1.0
-    m_odd = x
-    f0 = 0.0
-    f1 = 0.0
-    f2 = 0.0
-    for nn in range(nt):
-        k = 2 * nn + 2
-        m_even = x * m_odd + (k - 1) * y * m_prev
-        m_next = x * m_even + k * y * m_odd
-        f0 += cs[nn] * m_odd
-        f1 += cs[nn] * m_even
-        f2 += ds[nn] * m_even
-        m_prev = m_even
-        m_odd = m_next
-    return f0, f1 / t, f2
-
-
-@nb.njit(**KERNEL)
-def entry_moments(a, v, lam, qm, kind, tab, cs, ds, eps_max, beta):
-    """(E f(c), E[D f(c)], E f(c)^2) for D ~ N(a, v), c = sqrt(lam) D / sqrt(qm + lam D^2): the series where it
-    reaches SERIES_TOL, else ``quadrature_moments`` (each to ~1e-7)."""
-    if qm > 0.0:
-        f0, f1, f2 = series_moments(a, v, lam / qm, cs, ds, eps_max)
-        if not math.isnan(f0):
-            return f0, f1, f2
-    return quadrature_moments(a, v, lam, qm, kind, tab, beta)
-
-
-@nb.njit(cache=True, inline="always")
-def _series_entry(lj, aj, vj, qr, lr, lr2, inv_b, per_example, cs, ds, em, terms):
-    """(ok, a', v') of one entry by the series to ``terms`` terms; ``ok``: the entry suits it (lambda > 0,
-    q_{-k} > 0 and t^2 (a^2 + SERIES_SPREAD v) <= em), a' and v' mean nothing where not. Sums the
+def _series_terms(lj, aj, vj, qr, cs, ds, em, terms):
+    """(ok, E f, E[D f], E f^2, E D^2) of one entry D ~ N(a, v) in a row with residual qr, by the odd series of
+    f(c(w)) (``series``) to ``terms`` terms; ``ok``: the entry suits it (lambda > 0, q_{-k} > 0 and
+    t^2 (a^2 + SERIES_SPREAD v) <= em, t^2 = lambda / q_{-k}), the moments mean nothing where not. Sums the
     series over the moments of D itself, M_k = a M_{k-1} + (k - 1) v M_{k-2}, against c_n t^(2n+1) (no division
-    but t^2 = lambda / q_{-k}). Branch-free, so that loops over entries vectorize."""
+    but t^2). Branch-free, so that loops over entries vectorize."""
     m2 = aj * aj + vj
     qm = qr - lj * m2
     ok = lj > 0.0 and qm > 1e-15 * qr
@@ -240,10 +199,27 @@ def _series_entry(lj, aj, vj, qr, lr, lr2, inv_b, per_example, cs, ds, em, terms
         tp *= t2
         M_prev = M_even
         M_odd = M_next
+    return ok, f0, f1, f2, m2
+
+
+@nb.njit(cache=True, inline="always")
+def _update(aj, m2, f0, f1, f2, lr, lr2, inv_b, per_example):
+    """(S2) for one entry from its moments (E f, E[D f], E f^2) and E D^2 = m2: (a', v')."""
     noise = lr2 * (inv_b + (1.0 - inv_b) * f2) if per_example else lr2
     an = aj - lr * f0
-    vn = max(m2 - 2.0 * lr * f1 + noise - an * an, 0.0)
-    return ok, an, vn
+    return an, max(m2 - 2.0 * lr * f1 + noise - an * an, 0.0)
+
+
+@nb.njit(**KERNEL)
+def entry_moments(a, v, lam, qm, kind, tab, cs, ds, eps_max, beta):
+    """(E f(c), E[D f(c)], E f(c)^2) for D ~ N(a, v), c = sqrt(lam) D / sqrt(qm + lam D^2), as ``entries_steps``
+    evaluates them for an entry its FAST_TERMS pass leaves: the series to SERIES_TERMS terms where it suits,
+    else ``quadrature_moments`` (each to ~1e-7)."""
+    ok, f0, f1, f2, _ = _series_terms(lam, a, v, qm + lam * (a * a + v), cs, ds, eps_max[SERIES_TERMS - 1],
+                                      SERIES_TERMS)
+    if ok:
+        return f0, f1, f2
+    return quadrature_moments(a, v, lam, qm, kind, tab, beta)
 
 
 @nb.njit(**KERNEL)
@@ -255,9 +231,11 @@ def series_pass(lam, ar, vr, qr, lr, lr2, inv_b, per_example, cs, ds, em, done):
     last = 0
     for j in range(lam.shape[0]):
         lj = lam[j]
-        ok, an, vn = _series_entry(lj, ar[j], vr[j], qr, lr, lr2, inv_b, per_example, cs, ds, em, FAST_TERMS)
+        aj = ar[j]
+        ok, f0, f1, f2, m2 = _series_terms(lj, aj, vr[j], qr, cs, ds, em, FAST_TERMS)
+        an, vn = _update(aj, m2, f0, f1, f2, lr, lr2, inv_b, per_example)
         done[j] = ok
-        ar[j] = an if ok else ar[j]
+        ar[j] = an if ok else aj
         vr[j] = vn if ok else vr[j]
         acc += lj * (an * an + vn) if ok else 0.0
         last = max(last, j + 1 if not ok and lj > 0.0 else 0)
@@ -269,9 +247,11 @@ def _series_gathered(gl, ga, gv, gok, n, qr, lr, lr2, inv_b, per_example, cs, ds
     """``series_pass`` to SERIES_TERMS terms over the first n gathered entries (lambda, a, v) = (gl, ga, gv),
     in place; gok marks those it suits."""
     for i in range(n):
-        ok, an, vn = _series_entry(gl[i], ga[i], gv[i], qr, lr, lr2, inv_b, per_example, cs, ds, em, SERIES_TERMS)
+        aj = ga[i]
+        ok, f0, f1, f2, m2 = _series_terms(gl[i], aj, gv[i], qr, cs, ds, em, SERIES_TERMS)
+        an, vn = _update(aj, m2, f0, f1, f2, lr, lr2, inv_b, per_example)
         gok[i] = ok
-        ga[i] = an if ok else ga[i]
+        ga[i] = an if ok else aj
         gv[i] = vn if ok else gv[i]
 
 
@@ -282,8 +262,7 @@ def entries_steps(lam, a, v, q, w, lr_seq, sigma2, kind, tab, cs, ds, eps_max, b
     done, stopping early once 2 R = sum_r w_r q_r (w: the rows' weights) passes ``cap`` or stops being finite.
     Entries with lambda = 0 never move (x_k = 0), nor do rows with q_r = 0 (e = 0, sigma = 0: g = 0). Each row
     in three passes: ``series_pass`` (FAST_TERMS terms) over every entry; the series to SERIES_TERMS terms over
-    the entries it left, gathered; ``quadrature_moments`` for the rest (the entries no number of series terms
-    suits: ``entry_moments``'s split)."""
+    the entries it left, gathered; ``quadrature_moments`` for the rest (``entry_moments`` is the last two)."""
     R, n = a.shape
     inv_b = 1.0 / batch
     em_fast = eps_max[FAST_TERMS - 1]
@@ -325,10 +304,7 @@ def entries_steps(lam, a, v, q, w, lr_seq, sigma2, kind, tab, cs, ds, eps_max, b
                     if not qm > 1e-15 * qr:
                         qm = 0.0
                     f0, f1, f2 = quadrature_moments(aj, vj, gl[i], qm, kind, tab, beta)
-                    noise = lr2 * (inv_b + (1.0 - inv_b) * f2) if per_example else lr2
-                    an = aj - lr * f0
-                    ga[i] = an
-                    gv[i] = max(m2 - 2.0 * lr * f1 + noise - an * an, 0.0)
+                    ga[i], gv[i] = _update(aj, m2, f0, f1, f2, lr, lr2, inv_b, per_example)
                 ar[j] = ga[i]
                 vr[j] = gv[i]
                 acc += gl[i] * (ga[i] * ga[i] + gv[i])
