@@ -11,3 +11,7 @@ from __future__ import annotations
 FAST_MATH = frozenset({"reassoc", "contract", "nsz", "arcp"})
 
 KERNEL = {"cache": True, "fastmath": set(FAST_MATH), "error_model": "numpy"}
+
+#: elementwise kernels that evaluate a polynomial in a fixed order (``special.expm1_vec``): the same options less
+#: reassociation, which would cost the polynomial its accuracy (a map over modes needs none to vectorize)
+MAP_KERNEL = {"cache": True, "fastmath": set(FAST_MATH - {"reassoc"}), "error_model": "numpy"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numba as nb
+import numpy as np
 
 _EPS = 1e-16
 _TINY = 1e-300
@@ -120,3 +121,38 @@ def atan_vec(x):
           * zz + 4.853903996359136964868e2) * zz + 1.945506571482613964425e2)
     r = y0 + (z * (zz * P / Q) + z + extra)
     return r if x >= 0.0 else -r
+
+
+#: 2^k for k in [POW2_MIN, 1023] (subnormals included), the scale of ``expm1_vec``
+POW2_MIN = -1074
+_POW2 = np.ldexp(1.0, np.arange(POW2_MIN, 1024))
+_POW2.setflags(write=False)
+_LN2_HI = 6.93147180369123816490e-01  # Cephes/fdlibm split of log 2: k * _LN2_HI is exact for |k| < 2^11
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.4426950408889634
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def expm1_vec(t):
+    """expm1(t) within ~2 ulp for t >= -740 (and -1 below), branch-free so that loops over it vectorize: t = k log 2
+    + r, |r| <= log(2)/2, expm1(r) by its Taylor series to r^13 (truncation < 1e-17 relative), expm1(t) =
+    2^k expm1(r) + (2^k - 1) (exactly expm1(r) at k = 0, so no cancellation near 0). Compile callers without
+    ``reassoc`` (``jit.MAP_KERNEL``): reassociating the polynomial costs its accuracy. t must not be NaN."""
+    tc = min(max(t, -740.0), 709.0)
+    k = math.floor(tc * _INV_LN2 + 0.5)
+    r = (tc - k * _LN2_HI) - k * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    em = r + r * r * p
+    s = _POW2[int(k) - POW2_MIN]
+    return s * em + (s - 1.0)

@@ -19,7 +19,8 @@ import math
 import numba as nb
 import numpy as np
 
-from .jit import KERNEL
+from .jit import KERNEL, MAP_KERNEL
+from .special import expm1_vec
 
 
 @nb.njit(**KERNEL)
@@ -36,9 +37,11 @@ def log_multipliers(am1, ell):
             ell[j] = np.nan
 
 
-@nb.njit(**KERNEL)
+@nb.njit(**MAP_KERNEL)
 def block_powers(am1, ell_in, n, an, S0, S1):
-    """Fill a^n, S0, S1 (see module docstring) for every mode; ``ell_in`` from ``log_multipliers``."""
+    """Fill a^n, S0, S1 (see module docstring) for every mode; ``ell_in`` from ``log_multipliers``. One
+    branch-free pass for a > 0 (``expm1_vec``; power sums where |n l| < 1e-3), then signed integer powers for
+    the modes with a <= 0 (or NaN)."""
     nf = float(n)
     p1 = nf * (nf - 1.0) / 2.0
     p2 = (nf - 1.0) * nf * (2.0 * nf - 1.0) / 6.0
@@ -46,24 +49,21 @@ def block_powers(am1, ell_in, n, an, S0, S1):
     p4 = nf * (nf - 1.0) * (2.0 * nf - 1.0) * (3.0 * nf * nf - 3.0 * nf - 1.0) / 30.0
     for j in range(am1.shape[0]):
         x = am1[j]
-        if x > -1.0:
-            ell = ell_in[j]
-            t = nf * ell
-            if abs(t) < 1e-3:
-                l2 = ell * ell / 2.0
-                l3 = ell * ell * ell / 6.0
-                s0 = nf + ell * p1 + l2 * p2 + l3 * p3
-                sm = p1 + ell * p2 + l2 * p3 + l3 * p4
-                an[j] = math.exp(t)
-                S0[j] = s0
-                S1[j] = (nf - 1.0) * s0 - sm
-            else:
-                e = math.expm1(t)
-                an[j] = e + 1.0
-                s0 = e / x
-                S0[j] = s0
-                S1[j] = (s0 - nf) / x
-        else:
+        ell = ell_in[j] if x > -1.0 else 0.0
+        t = nf * ell
+        l2 = ell * ell / 2.0
+        l3 = ell * ell * ell / 6.0
+        s0_sum = nf + ell * p1 + l2 * p2 + l3 * p3
+        sm = p1 + ell * p2 + l2 * p3 + l3 * p4
+        e = expm1_vec(t)
+        small = abs(t) < 1e-3
+        an[j] = e + 1.0
+        s0 = s0_sum if small else e / x
+        S0[j] = s0
+        S1[j] = (nf - 1.0) * s0_sum - sm if small else (s0 - nf) / x
+    for j in range(am1.shape[0]):
+        x = am1[j]
+        if not x > -1.0:
             a = 1.0 + x
             p = a ** n
             an[j] = p

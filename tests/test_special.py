@@ -1,0 +1,52 @@
+"""The branch-free elementary functions of ``hdtheory.special`` against libm (through Numba's math module)."""
+import math
+
+import numba as nb
+import numpy as np
+import pytest
+
+from hdtheory.jit import MAP_KERNEL
+from hdtheory.special import atan_vec, expm1_vec
+
+
+@nb.njit(**MAP_KERNEL)
+def _expm1_vec(t, out):
+    for j in range(t.shape[0]):
+        out[j] = expm1_vec(t[j])
+
+
+@nb.njit(**MAP_KERNEL)
+def _atan_vec(t, out):
+    for j in range(t.shape[0]):
+        out[j] = atan_vec(t[j])
+
+
+def _ulps(got, want):
+    return np.abs(got - want) / np.spacing(np.maximum(np.abs(want), np.finfo(float).tiny))
+
+
+@pytest.mark.parametrize("lo, hi", [(-1e-8, 1e-8), (-1e-3, 1e-3), (-0.4, 0.4), (-3.0, 3.0), (-60.0, 60.0),
+                                    (-740.0, 709.0)])
+def test_expm1_vec_is_within_2_ulp_of_libm(lo, hi):
+    t = np.random.default_rng(1).uniform(lo, hi, 20000)
+    got = np.empty_like(t)
+    _expm1_vec(t, got)
+    want = np.array([math.expm1(x) for x in t])
+    assert np.max(_ulps(got, want)) <= 2.0
+
+
+def test_expm1_vec_at_the_edges():
+    t = np.array([0.0, -0.0, 1e-300, -1e-300, -740.0, -1e4, -np.inf, 709.0, 0.5 * math.log(2.0)])
+    got = np.empty_like(t)
+    _expm1_vec(t, got)
+    assert got[0] == 0.0 and got[2] == 1e-300 and got[3] == -1e-300
+    assert np.all(got[4:7] == -1.0)
+    assert got[7] == pytest.approx(math.expm1(709.0), rel=4e-16)
+    assert got[8] == pytest.approx(math.expm1(t[8]), rel=4e-16)
+
+
+def test_atan_vec_is_within_2_ulp_of_libm():
+    t = np.concatenate([np.random.default_rng(2).standard_cauchy(20000), [0.0, 0.66, 2.414213562373095, 1e300]])
+    got = np.empty_like(t)
+    _atan_vec(t, got)
+    assert np.max(_ulps(got, np.arctan(t))) <= 2.0
