@@ -20,21 +20,20 @@ import numba as nb
 import numpy as np
 
 from .jit import KERNEL, MAP_KERNEL
-from .special import expm1_vec
+from .special import LOG1P_VEC_MAX, expm1_vec, log1p_vec
 
 
-@nb.njit(**KERNEL)
+@nb.njit(**MAP_KERNEL)
 def log_multipliers(am1, ell):
-    """ell_j = log1p(am1_j) where a_j > 0 (NaN where a_j <= 0: those use signed powers); for |am1| < 1e-3 by
-    its series to x^6 (truncation below one ulp: the slow modes of a power law, without a libm call)."""
+    """ell_j = log1p(am1_j) where a_j > 0 (NaN where a_j <= 0: those use signed powers): one branch-free pass
+    (``log1p_vec``, every mode with |am1| <= LOG1P_VEC_MAX: all but the strongly damped), then libm's log1p
+    for the rest."""
+    for j in range(am1.shape[0]):
+        ell[j] = log1p_vec(am1[j])
     for j in range(am1.shape[0]):
         x = am1[j]
-        if abs(x) < 1e-3:
-            ell[j] = x * (1.0 - x * (0.5 - x * (1.0 / 3.0 - x * (0.25 - x * (0.2 - x / 6.0)))))
-        elif x > -1.0:
-            ell[j] = math.log1p(x)
-        else:
-            ell[j] = np.nan
+        if not abs(x) <= LOG1P_VEC_MAX:
+            ell[j] = math.log1p(x) if x > -1.0 else np.nan
 
 
 @nb.njit(**MAP_KERNEL)

@@ -6,13 +6,19 @@ import numpy as np
 import pytest
 
 from hdtheory.jit import MAP_KERNEL
-from hdtheory.special import atan_vec, expm1_vec
+from hdtheory.special import LOG1P_VEC_MAX, atan_vec, expm1_vec, log1p_vec
 
 
 @nb.njit(**MAP_KERNEL)
 def _expm1_vec(t, out):
     for j in range(t.shape[0]):
         out[j] = expm1_vec(t[j])
+
+
+@nb.njit(**MAP_KERNEL)
+def _log1p_vec(t, out):
+    for j in range(t.shape[0]):
+        out[j] = log1p_vec(t[j])
 
 
 @nb.njit(**MAP_KERNEL)
@@ -50,3 +56,12 @@ def test_atan_vec_is_within_2_ulp_of_libm():
     got = np.empty_like(t)
     _atan_vec(t, got)
     assert np.max(_ulps(got, np.arctan(t))) <= 2.0
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1e-3, 0.1, LOG1P_VEC_MAX])
+def test_log1p_vec_is_within_2_ulp_of_libm_on_its_range(scale):
+    t = np.concatenate([np.random.default_rng(3).uniform(-scale, scale, 20000), [0.0, scale, -scale]])
+    got = np.empty_like(t)
+    _log1p_vec(t, got)
+    assert got[-3] == 0.0
+    assert np.max(_ulps(got, np.log1p(t))) <= 2.0
