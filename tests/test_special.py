@@ -4,9 +4,20 @@ import math
 import numba as nb
 import numpy as np
 import pytest
+from scipy import special as sc
 
 from hdtheory.jit import MAP_KERNEL
-from hdtheory.special import LOG1P_VEC_MAX, atan_vec, expm1_vec, log1p_vec
+from hdtheory.special import (
+    ERF_SERIES_MAX,
+    ERFC_MIN,
+    LOG1P_VEC_MAX,
+    atan_vec,
+    erf_small_vec,
+    erfc_vec,
+    exp_vec,
+    expm1_vec,
+    log1p_vec,
+)
 
 
 @nb.njit(**MAP_KERNEL)
@@ -65,3 +76,24 @@ def test_log1p_vec_is_within_2_ulp_of_libm_on_its_range(scale):
     _log1p_vec(t, got)
     assert got[-3] == 0.0
     assert np.max(_ulps(got, np.log1p(t))) <= 2.0
+
+
+@nb.njit(**MAP_KERNEL)
+def _erf_erfc_exp(t, erf_out, erfc_out, exp_out):
+    for j in range(t.shape[0]):
+        erf_out[j] = erf_small_vec(min(t[j], ERF_SERIES_MAX))
+        erfc_out[j] = erfc_vec(max(t[j], ERFC_MIN))
+        exp_out[j] = exp_vec(-t[j])
+
+
+def test_erf_erfc_and_exp_vec_against_scipy_on_their_ranges():
+    t = np.concatenate([np.linspace(0.0, 30.0, 30001), np.geomspace(30.0, 1e8, 200)])
+    e1, e2, e3 = (np.empty_like(t) for _ in range(3))
+    _erf_erfc_exp(t, e1, e2, e3)
+    small = t <= ERF_SERIES_MAX
+    assert np.max(_ulps(e1[small], sc.erf(t[small]))) <= 3.0
+    large = (t >= ERFC_MIN) & (sc.erfc(t) > 1e-300)
+    assert np.max(np.abs(e2[large] / sc.erfc(t[large]) - 1.0)) < 1e-14
+    assert np.all(e2[t > 27.3] < 1e-300)
+    normal = np.exp(-t) > 1e-300
+    assert np.max(_ulps(e3[normal], np.exp(-t[normal]))) <= 2.0
