@@ -132,34 +132,39 @@ _LN2_LO = 1.90821492927058770002e-10
 _INV_LN2 = 1.4426950408889634
 
 
+#: Taylor coefficients 1/n!, n = 2..13, of expm1(r) = r + r^2 sum_n c_n r^(n-2)
+_EXPM1_C = np.array([1.0 / math.factorial(n) for n in range(2, 14)])
+_EXPM1_C.setflags(write=False)
+
+
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def expm1_vec(t):
-    """expm1(t) within ~2 ulp for t >= -740 (and -1 below), branch-free so that loops over it vectorize: t = k log 2
-    + r, |r| <= log(2)/2, expm1(r) by its Taylor series to r^13 (truncation < 1e-17 relative), expm1(t) =
-    2^k expm1(r) + (2^k - 1) (exactly expm1(r) at k = 0, so no cancellation near 0). Compile callers without
-    ``reassoc`` (``jit.MAP_KERNEL``): reassociating the polynomial costs its accuracy. t must not be NaN."""
+def _exp_split(t):
+    """(2^k, expm1(r)) with t = k log 2 + r, |r| <= log(2)/2, t clamped to [-740, 709]: expm1(r) by its Taylor
+    series to r^13 (truncation < 1e-17 relative), Horner from the top. t must not be NaN."""
     tc = min(max(t, -740.0), 709.0)
     k = math.floor(tc * _INV_LN2 + 0.5)
     r = (tc - k * _LN2_HI) - k * _LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    em = r + r * r * p
-    s = _POW2[int(k) - POW2_MIN]
+    p = _EXPM1_C[_EXPM1_C.shape[0] - 1]
+    for n in range(_EXPM1_C.shape[0] - 2, -1, -1):
+        p = p * r + _EXPM1_C[n]
+    return _POW2[int(k) - POW2_MIN], r + r * r * p
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def expm1_vec(t):
+    """expm1(t) within ~2 ulp for t >= -740 (and -1 below), branch-free so that loops over it vectorize:
+    2^k expm1(r) + (2^k - 1) from ``_exp_split`` (exactly expm1(r) at k = 0, so no cancellation near 0). Compile
+    callers without ``reassoc`` (``jit.MAP_KERNEL``): reassociating the polynomial costs its accuracy. t must not
+    be NaN."""
+    s, em = _exp_split(t)
     return s * em + (s - 1.0)
 
 
 #: |x| up to which ``log1p_vec`` sums its series (u^2 <= 1/9 there)
 LOG1P_VEC_MAX = 0.5
+#: 1/(2n+1), n = 1..18: atanh(u) = u + u w sum_n c_n w^(n-1), w = u^2
+_LOG1P_C = 1.0 / np.arange(3.0, 38.0, 2.0)
+_LOG1P_C.setflags(write=False)
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
@@ -169,48 +174,18 @@ def log1p_vec(x):
     < 1e-18 relative). Compile callers without ``reassoc`` (``jit.MAP_KERNEL``)."""
     u = x / (2.0 + x)
     w = u * u
-    p = 1.0 / 37.0
-    p = p * w + 1.0 / 35.0
-    p = p * w + 1.0 / 33.0
-    p = p * w + 1.0 / 31.0
-    p = p * w + 1.0 / 29.0
-    p = p * w + 1.0 / 27.0
-    p = p * w + 1.0 / 25.0
-    p = p * w + 1.0 / 23.0
-    p = p * w + 1.0 / 21.0
-    p = p * w + 1.0 / 19.0
-    p = p * w + 1.0 / 17.0
-    p = p * w + 1.0 / 15.0
-    p = p * w + 1.0 / 13.0
-    p = p * w + 1.0 / 11.0
-    p = p * w + 1.0 / 9.0
-    p = p * w + 1.0 / 7.0
-    p = p * w + 1.0 / 5.0
-    p = p * w + 1.0 / 3.0
+    p = _LOG1P_C[_LOG1P_C.shape[0] - 1]
+    for n in range(_LOG1P_C.shape[0] - 2, -1, -1):
+        p = p * w + _LOG1P_C[n]
     return 2.0 * u + 2.0 * u * (w * p)
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
 def exp_vec(t):
-    """exp(t) within ~2 ulp (relative, subnormal results included) for t in [-740, 709]; 0-ish below. The
-    reduction and series of ``expm1_vec``; compile callers without ``reassoc``."""
-    tc = min(max(t, -740.0), 709.0)
-    k = math.floor(tc * _INV_LN2 + 0.5)
-    r = (tc - k * _LN2_HI) - k * _LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    s = _POW2[int(k) - POW2_MIN]
-    return s * (r + r * r * p) + s
+    """exp(t) within ~2 ulp (relative, subnormal results included) for t in [-740, 709]; 0-ish below:
+    2^k expm1(r) + 2^k from ``_exp_split``. Compile callers without ``reassoc``."""
+    s, em = _exp_split(t)
+    return s * em + s
 
 
 #: ``erf_small_vec`` holds for |x| <= ERF_SERIES_MAX, ``erfc_vec`` for x >= ERFC_MIN

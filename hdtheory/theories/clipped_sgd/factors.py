@@ -37,7 +37,7 @@ import numpy as np
 from ...checks import check_batch
 from ...jit import KERNEL, MAP_KERNEL
 from ...noise import Gaussian, Rademacher, StudentT
-from ...special import chi2_pdf, erf_small_vec, erfc_vec, exp_vec, expint1, gamma_pq
+from ...special import ERF_SERIES_MAX, ERFC_MIN, chi2_pdf, erf_small_vec, erfc_vec, exp_vec, expint1, gamma_pq
 
 LAW_GAUSS, LAW_MIXTURE, LAW_TABLE = 0, 1, 2
 #: Gauss-Legendre nodes in log W for the Student-t mixture (96 nodes: ~2e-7)
@@ -82,8 +82,8 @@ def _centred_terms(q, tau, vext, P, Q, D, pb, sv):
         s = math.sqrt(q + vext[i])
         b = tau / s
         x = b * 0.7071067811865476
-        small = erf_small_vec(min(x, 0.75))
-        large = erfc_vec(max(x, 0.5))
+        small = erf_small_vec(min(x, ERF_SERIES_MAX))  # used where b < 1, i.e. x < 0.71
+        large = erfc_vec(max(x, ERFC_MIN))  # used where b >= 1
         p = small if b < 1.0 else 1.0 - large
         Q[i] = 1.0 - small if b < 1.0 else large
         phi = exp_vec(-0.5 * b * b) * 0.3989422804014327
