@@ -3,9 +3,10 @@ hyperparameters (``gain_map``), and SGD's compute-optimal frontier on power-law 
 (``compute_optimal``, ``sgd_phase_map``, ``phase_of``: ``hdtheory/compute_optimal.py``).
 
 ``gain_map(alphas, betas, opt_a, opt_b, steps)`` builds, per cell, the power-law problem (``hd.powerlaw`` for vector
-optimizers, ``hd.matrix_powerlaw`` when either acts on a matrix), tunes each optimizer with ``hd.tune`` (lr by
-default; ``clip``, ``outer_lr`` where asked) for every horizon of the record grid and returns an
-``xarray.Dataset`` with the risk ratio a / b per horizon, the tuned values and a phase label per cell:
+optimizers, ``hd.matrix_powerlaw`` when either acts on a matrix), tunes each optimizer (lr by default, with
+``hd.tuning.lr_search`` warm-started along the row; ``clip``, ``outer_lr`` with ``hd.tune`` where asked) for every
+horizon of the record grid and returns an ``xarray.Dataset`` with the risk ratio a / b per horizon, the tuned values and
+a phase label per cell:
 
 * ``a``: a better at every horizon;  ``b``: b better at every horizon;
 * ``a->b``: a better early, b late (a trade-off);  ``b->a``: the reverse;  ``mixed``: more than one crossing.
@@ -90,7 +91,7 @@ def _cell(alpha, beta, opt_a, opt_b, horizons, d, m, noise, matrix, over_a, over
     import warnings
 
     from .problems import InadmissibleWarning
-    from .tuning import lr_scale, tune
+    from .tuning import lr_search, tune
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InadmissibleWarning)
@@ -98,36 +99,54 @@ def _cell(alpha, beta, opt_a, opt_b, horizons, d, m, noise, matrix, over_a, over
     out, edge = {}, False
     valid = not any(issubclass(w.category, InadmissibleWarning) for w in caught)  # no d -> infinity limit
     for key, opt, over in (("a", opt_a, over_a), ("b", opt_b, over_b)):
-        tuned = tune(prob, opt, list(_steps_of(opt, horizons, per)), over=over, points=points, refine=refine,
-                     near=near[key] if over == ("lr",) else None)
-        out[f"risk_{key}"] = np.array([t.risk for t in tuned])
-        for name in over:
-            out[f"{name}_{key}"] = np.array([float(t.params[name]) for t in tuned])
-        if over == ("lr",):
-            frac = out[f"lr_{key}"] / lr_scale(prob, opt)
-            near[key] = (float(frac.min()), float(frac.max()))
-        edge |= any(t.edge for t in tuned)
-        valid &= all(t.valid for t in tuned)
+        steps = _steps_of(opt, horizons, per)
+        if over != ("lr",):
+            tuned = tune(prob, opt, list(steps), over=over, points=points, refine=refine)
+            out[f"risk_{key}"] = np.array([t.risk for t in tuned])
+            for name in over:
+                out[f"{name}_{key}"] = np.array([float(t.params[name]) for t in tuned])
+            edge |= any(t.edge for t in tuned)
+            valid &= all(t.valid for t in tuned)
+            continue
+        seen = near[f"{key}_seen"]
+        warm = {"guess": _extrapolate(seen, beta), "curvature": seen[-1][2]} if len(seen) == 2 else {"near": near[key]}
+        res = lr_search(prob, opt, np.concatenate([[0], steps]), points=points, refine=refine, **warm)
+        out[f"risk_{key}"], out[f"lr_{key}"] = res.risk, res.lr
+        frac = res.lr / res.scale
+        near[key] = (float(frac.min()), float(frac.max()))
+        near[f"{key}_seen"] = (seen + [(float(beta), frac, res.curvature)])[-2:]
+        edge |= bool(res.edge.any())
+        valid &= bool(res.valid.all())
     out["edge"], out["valid"] = edge, valid
     return out
 
 
+def _extrapolate(seen, beta):
+    """The optimal lr fractions predicted at ``beta`` from the row's last two cells ``seen`` = [(beta_i,
+    fractions_i, curvatures_i)]: the line through them in (beta, log fraction)."""
+    if seen[-1][0] == seen[-2][0]:
+        return seen[-1][1]
+    (b0, f0, _), (b1, f1, _) = seen[-2], seen[-1]
+    return np.exp(np.log(f1) + (np.log(f1) - np.log(f0)) * (beta - b1) / (b1 - b0))
+
+
 def gain_row(alpha, betas, *args):
-    """One row (fixed alpha) of ``gain_map``, the lr walk of each cell started from the previous cell's optima
-    (the first cell's from the lattice's middle): a list, per beta, of the cell's dict of per-horizon arrays
-    (risk_<x>, <param>_<x>) and the flags edge, valid, or the text of the exception the cell raised (the other
+    """One row (fixed alpha) of ``gain_map``, the lr search of each cell started from the previous cells' optima
+    (``gain_map``; the first cell walks from the lattice's middle): a list, per beta, of the cell's dict of per-horizon
+    arrays (risk_<x>, <param>_<x>) and the flags edge, valid, or the text of the exception the cell raised (the other
     cells go on)."""
     from .tuning import LR_DECADES
 
     start = (10.0 ** (-0.5 * LR_DECADES),) * 2  # the lattice's middle: the first cell walks from there too
-    near = {"a": start, "b": start}
+    fresh = {"a": start, "b": start, "a_seen": [], "b_seen": []}
+    near = dict(fresh)
     row = []
     for beta in betas:
         try:
             row.append(_cell(alpha, beta, *args, near))
         except Exception as e:  # noqa: BLE001  (a bad cell is recorded, never raised)
             row.append(f"alpha={alpha:g}, beta={beta:g}: {type(e).__name__}: {e}")
-            near = {"a": start, "b": start}
+            near = dict(fresh)
     return row
 
 
@@ -140,8 +159,10 @@ def gain_map(alphas, betas, opt_a, opt_b, steps: int, *, d: int = 1000, m: int |
     ``per="samples"`` (each optimizer then runs horizon / (batch x workers) steps: LA-DiLoCo vs SGD at equal
     samples; they must then be whole numbers of each optimizer's updates). ``m``: outputs of the matrix problems
     (default d). ``points``, ``refine``: the lr lattice and the most solves of each horizon's refinement
-    (default ``hd.tuning.REFINE``; ``hd.tuning.lr_search``, accuracy in docs/derivations/tuning.md); each cell's lr
-    walk starts at its row neighbour's optima (the row's first at the lattice's middle). ``executor``: a
+    (default ``hd.tuning.REFINE``; ``hd.tuning.lr_search``, accuracy in docs/derivations/tuning.md). Along a row
+    each lr search starts from the cells before it: the first walks the lattice from its middle, the second from
+    the first's optima, and from the third on each horizon is searched locally around the line through the two
+    previous cells' optima (in beta, log lr), with the previous cell's curvature. ``executor``: a
     concurrent.futures-style executor (``submit``) to spread the rows (fixed alpha) over, e.g. a
     ``ProcessPoolExecutor`` or a Dask ``Client``; None = in process; the result does not depend on it.
     Returns an ``xarray.Dataset`` with ``ratio``, ``risk_a``, ``risk_b`` and each tuned hyperparameter

@@ -17,7 +17,8 @@ no progress; clip: tau^2 / E_0 in [1e-3, 1e3] with c = tau sqrt(tr K / B); outer
 the best point by Brent's method in (log value, log risk), inside the bracket of its two neighbours. Several
 hyperparameters are tuned by coordinate descent (``rounds`` sweeps). A curve that diverges or stops before the
 horizon counts as infinite risk. An optimum on the scan's edge is reported in ``Tuned.edge``; a curve outside its
-theory's validity there in ``Tuned.valid``.
+theory's validity there in ``Tuned.valid``. Warm starts (``near``, ``guess``): a lattice walk from a neighbour's
+optima, or a local search around a predicted optimum (docs/derivations/tuning.md §3).
 """
 from __future__ import annotations
 
@@ -42,6 +43,13 @@ LR_DECADES = 4.0
 CLIP_RANGE = (1e-3, 1e3)       # tau^2 / E_0
 OUTER_LR_RANGE = (1e-2, 4.0)
 TUNABLE = ("lr", "clip", "outer_lr", "batch")
+#: local search around a predicted optimum (``lr_search(guess=...)``): the bracket's half width in log lr, how
+#: often it may shift (doubling), and the stop on the parabola's predicted gain in log risk
+LOCAL_STEP = 0.01
+LOCAL_MOVES = 6
+LOCAL_FTOL = 1e-6
+#: a lattice optimum at an end is probed this many times, each halfway between the end and the probe before
+EDGE_PROBES = 3
 
 
 @dataclass(frozen=True)
@@ -83,13 +91,16 @@ def _log(r) -> float:
     return math.log(r) if r > 0 and math.isfinite(r) else math.inf
 
 
-def _refine(evaluate, logs, vals, best, refine=REFINE, xtol=XTOL):
+def _refine(evaluate, logs, vals, best, refine=REFINE, xtol=XTOL, ftol=None, fspan=math.inf):
     """Brent's minimization of log risk over ``logs`` (log value) inside [logs[best - 1], logs[best + 1]], a
     bracket of the best scan point (whose neighbours are finite and not lower): parabolic steps through the
     three lowest points, starting from the three scan points, safeguarded by golden sections where a parabola
     would leave the bracket or not shrink it. ``evaluate(x)`` returns (risk, extra). Stops after ``refine``
-    evaluations or once the minimum is located to about ``xtol``. Returns (x, risk, extra or None, evaluations)
-    of the lowest point seen. (scipy's Brent would solve the three scanned points again.)"""
+    evaluations, once the minimum is located to about ``xtol``, or (``ftol``) once the parabola through the three
+    lowest points, all within ``fspan`` of the lowest (where a parabola models the curve), has its vertex less
+    than ``ftol`` below the lowest (in log risk). Returns (x, risk, extra or None, evaluations, curvature) of the
+    lowest point seen, with the curvature of log risk there by the last parabola (nan where none). (scipy's Brent
+    would solve the three scanned points again.)"""
     a, b = float(logs[best - 1]), float(logs[best + 1])
     x, fx, r_best, extra = float(logs[best]), _log(vals[best]), float(vals[best]), None
     (fw, w), (fv, v) = sorted([(_log(vals[best - 1]), a), (_log(vals[best + 1]), b)])
@@ -97,6 +108,9 @@ def _refine(evaluate, logs, vals, best, refine=REFINE, xtol=XTOL):
     while n < refine:
         xm = 0.5 * (a + b)
         if abs(x - xm) <= 2.0 * xtol - 0.5 * (b - a):
+            break
+        if (ftol is not None and max(abs(w - x), abs(v - x)) <= fspan
+                and _parabola_gain(x, fx, w, fw, v, fv) < ftol):
             break
         golden = True
         if abs(e) > xtol and math.isfinite(fw) and math.isfinite(fv):
@@ -133,7 +147,73 @@ def _refine(evaluate, logs, vals, best, refine=REFINE, xtol=XTOL):
                 v, fv, w, fw = w, fw, u, fu
             elif fu <= fv or v == x or v == w:
                 v, fv = u, fu
-    return x, r_best, extra, n
+    return x, r_best, extra, n, _curvature(x, fx, w, fw, v, fv)
+
+
+def _curvature(x, fx, w, fw, v, fv) -> float:
+    """The second derivative of the parabola through (x, fx), (w, fw), (v, fv) (nan where they define none)."""
+    if w == x or v == x or w == v or not (math.isfinite(fx) and math.isfinite(fw) and math.isfinite(fv)):
+        return math.nan
+    return 2.0 * ((fw - fx) / (w - x) - (fv - fx) / (v - x)) / (w - v)
+
+
+def _parabola_gain(x, fx, w, fw, v, fv) -> float:
+    """How far the parabola through (x, fx), (w, fw), (v, fv) falls below fx at its vertex: g^2 / (2 c), g its
+    slope at x and c its curvature (inf where the points do not define a convex one)."""
+    c = _curvature(x, fx, w, fw, v, fv)
+    if not c > 0:
+        return math.inf
+    g = (fw - fx) / (w - x) - 0.5 * c * (w - x)
+    return g * g / (2.0 * c)
+
+
+def _local(evaluate, x0, lo, hi, step, moves, refine, ftol, curvature=math.nan):
+    """The minimum of log risk near a predicted optimum x0 in [lo, hi] (log values): the three points x0 - step,
+    x0, x0 + step, shifted towards the lower side with the step doubled until the middle one is lowest (at most
+    ``moves`` times), then ``_refine`` inside that bracket to the ``ftol`` stop (once its points are within
+    2 ``step`` of the lowest; its location stop is at ``step`` / 100). ``evaluate(x)`` returns
+    (risk, extra). Returns (x, risk, extra, evaluations, edge) where edge says the lowest point is lo or hi
+    (the search range's end, as a lattice's end point); x is None where no finite bracket is found within
+    ``moves`` (the caller falls back to the lattice)."""
+    seen = {}
+
+    def f(x):
+        if x not in seen:
+            seen[x] = evaluate(x)
+        return _log(seen[x][0])
+
+    x = min(max(x0, lo), hi)
+    d = step
+    if curvature > 0:  # a probe: x0, its neighbour and the vertex their slope and the expected curvature give
+        x1 = x + step if x + step <= hi else x - step
+        f0, f1 = f(x), f(x1)
+        if math.isfinite(f0) and math.isfinite(f1):
+            u = 0.5 * (x + x1) - (f1 - f0) / (x1 - x) / curvature
+            u = min(max(u, x - 4.0 * step, lo), x + 4.0 * step, hi)
+            if min(abs(u - x), abs(u - x1)) > 1e-3 * step:
+                pts = sorted((x, x1, u), key=f)
+                if (max(abs(pts[1] - pts[0]), abs(pts[2] - pts[0])) <= 2.0 * step and pts[0] not in (lo, hi)
+                        and _parabola_gain(pts[0], f(pts[0]), pts[1], f(pts[1]), pts[2], f(pts[2])) < ftol):
+                    c = _curvature(pts[0], f(pts[0]), pts[1], f(pts[1]), pts[2], f(pts[2]))
+                    return pts[0], seen[pts[0]][0], seen[pts[0]][1], len(seen), False, c
+                x = pts[0]
+    for _ in range(moves + 1):
+        a, b = max(x - d, lo), min(x + d, hi)
+        fa, fx, fb = f(a), f(x), f(b)
+        if math.isfinite(fx) and fx <= fa and fx <= fb and a < x < b:
+            break
+        low = min((x, a, b), key=f)
+        if not math.isfinite(f(low)):
+            return None, math.inf, None, len(seen), False, math.nan
+        if low in (lo, hi):  # the range's end is the lowest point: an edge optimum, not refined
+            return low, seen[low][0], seen[low][1], len(seen), True, math.nan
+        x = low
+        d *= 2.0
+    else:
+        return None, math.inf, None, len(seen), False, math.nan
+    logs, vals = np.array([a, x, b]), np.array([seen[a][0], seen[x][0], seen[b][0]])
+    xr, r, extra, n, c = _refine(evaluate, logs, vals, 1, refine, xtol=0.01 * step, ftol=ftol, fspan=2.0 * step)
+    return xr, r, (seen[x][1] if extra is None else extra), len(seen) + n, False, c
 
 
 @dataclass(frozen=True)
@@ -147,19 +227,29 @@ class LRSearch:
     status: np.ndarray     # status of the tuned curve
     scale: float           # the theory's lr scale (the lattice's top)
     evaluations: int       # solves spent (the refinements solve only up to their horizon)
+    curvature: np.ndarray  # d^2 log risk / d (log lr)^2 at the optimum by the last parabola (nan where none)
 
 
 def lr_search(problem, opt, grid, *, points: int = 20, decades: float = LR_DECADES, refine: int = REFINE,
-              near=None) -> LRSearch:
+              near=None, guess=None, curvature=None) -> LRSearch:
     """The theory-optimal constant lr of ``opt`` at every horizon of ``grid`` (grid[0] = 0). The scan lattice has
     ``points`` log-spaced lrs over [10^-decades, 1] x the theory's lr scale; then each horizon is refined
-    (``_refine``, at most ``refine`` solves) on the grid cut at it. Cold (``near`` None), every lattice lr is solved
-    on the whole grid. ``near`` = (f_lo, f_hi), fractions of the lr scale where the optima are expected (a
-    neighbouring cell's), replaces the scan by a walk: from the lattice point nearest f_lo at the last horizon, and
-    from each horizon's optimum at the one before, it steps downhill (down while the curve diverges or stops early)
-    to a lattice point lower than both neighbours, solving each point only up to the horizon it is needed at (a
-    solve to horizon h gives the risk at every earlier one). On a risk unimodal in lr at each horizon the result is
-    the full scan's, at fewer solves and far fewer steps."""
+    (``_refine``, at most ``refine`` solves) on the grid cut at it. Cold (``near`` and ``guess`` None), every
+    lattice lr is solved on the whole grid. ``near`` = (f_lo, f_hi), fractions of the lr scale where the optima are
+    expected (a neighbouring cell's), replaces the scan by a walk: from the lattice point nearest f_lo at the last
+    horizon, and from each horizon's optimum at the one before, it steps downhill (down while the curve diverges or
+    stops early) to a lattice point lower than both neighbours, solving each point only up to the horizon it is
+    needed at (a solve to horizon h gives the risk at every earlier one). On a risk unimodal in lr at each horizon
+    the result is the full scan's, at fewer solves and far fewer steps. ``guess``: per horizon, the predicted
+    optimum as a fraction of the lr scale (e.g. extrapolated from neighbouring cells); each horizon is then searched
+    locally around it (``_local``: a bracket LOCAL_STEP wide in log lr, refined to a gain below LOCAL_FTOL), and
+    only the horizons where that finds no bracket go through the walk (from the lattice point nearest their guess)
+    or scan. A lattice optimum at an end of the lattice is probed halfway to its neighbour, then halfway to the end
+    again (EDGE_PROBES times at most), and refined from the first probe that is lower (the optimum lies inside the
+    range); else it is reported as an edge. ``curvature``: per horizon, the expected d^2 log risk / d (log lr)^2 at
+    the optimum (a neighbour's ``LRSearch.curvature``): the local search then first solves the guess, its neighbour
+    and the vertex their slope and this curvature predict, and stops there where the parabola through the three
+    shows less than LOCAL_FTOL to gain."""
     grid = np.asarray(grid, dtype=np.int64)
     top = lr_scale(problem, opt)
     logs = _lr_logs(problem, opt, points, decades, top)
@@ -182,38 +272,80 @@ def lr_search(problem, opt, grid, *, points: int = 20, decades: float = LR_DECAD
         reach[i], evaluations = h + 1, evaluations + 1
         return risk[i, h]
 
+    def at(v, h):
+        c = solve(problem, opt.with_lr(math.exp(v)), grid=grid[: h + 2])
+        if c.risk.size < h + 2:
+            return math.inf, None
+        return float(c.risk[-1]), (bool(c.valid[-1]), c.status)
+
+    lr_out, risk_out = np.full(H, np.nan), np.full(H, np.inf)
+    valid_out, status_out = np.zeros(H, dtype=bool), np.full(H, "not solved", dtype=object)
+    edge = np.zeros(H, dtype=bool)
+    curv_out = np.full(H, np.nan)
+    todo = list(range(H))
+    if guess is not None:
+        g = np.broadcast_to(np.asarray(guess, dtype=np.float64), (H,))
+        cv = np.broadcast_to(np.asarray(np.nan if curvature is None else curvature, dtype=np.float64), (H,))
+        for h in range(H - 1, -1, -1):
+            if not (g[h] > 0 and math.isfinite(g[h])):
+                continue
+            x0 = math.log(float(g[h]) * top)
+            x, r, extra, n, at_edge, c = _local(lambda v, h=h: at(v, h), x0, float(logs[0]), float(logs[-1]),
+                                                LOCAL_STEP, LOCAL_MOVES, refine, LOCAL_FTOL, float(cv[h]))
+            evaluations += n
+            if x is not None:
+                lr_out[h], risk_out[h], edge[h], curv_out[h] = math.exp(x), r, at_edge, c
+                valid_out[h], status_out[h] = extra
+                todo.remove(h)
+    if not todo:
+        return LRSearch(lr=lr_out, risk=risk_out, edge=edge, valid=valid_out, status=status_out, scale=top,
+                        evaluations=evaluations, curvature=curv_out)
     best = np.zeros(H, dtype=np.int64)
-    if near is None:
+    if near is None and guess is None:
         for i in range(points):
             need(i, H - 1)
         best[:] = np.argmin(risk, axis=0)
     else:
-        f = math.log(max(float(np.min(np.asarray(near, dtype=np.float64))), 1e-300) * top)
-        c = int(np.argmin(np.abs(logs - f)))
-        for h in range(H - 1, -1, -1):
+        def nearest(frac):
+            return int(np.argmin(np.abs(logs - math.log(max(float(frac), 1e-300) * top)))) if frac > 0 else 0
+
+        c = nearest(np.min(np.asarray(near, dtype=np.float64)) if guess is None else g[todo[-1]])
+        for h in todo[::-1]:
+            if guess is not None and np.isfinite(g[h]):
+                c = nearest(g[h])
             best[h] = c = _walk(lambda i, h=h: need(i, h), c, points)
-    cols = np.arange(H)
-    lr_out, risk_out, valid_out = np.exp(logs[best]), risk[best, cols], valid[best, cols]
-    status_out = status[best, cols]
-    edge = (best == 0) | (best == points - 1)
-    for h in range(H):
+    for h in todo:
         b = best[h]
-        if edge[h] or not np.all(np.isfinite(risk[b - 1:b + 2, h])):
+        lr_out[h], risk_out[h], valid_out[h], status_out[h] = math.exp(logs[b]), risk[b, h], valid[b, h], status[b, h]
+        edge[h] = b in (0, points - 1)
+        x3, v3 = logs, risk[:, h]
+        if edge[h]:  # the optimum may still lie between the end point and its neighbour: probe towards the end
+            inner = b - 1 if b else b + 1
+            if not (np.isfinite(risk[b, h]) and np.isfinite(risk[inner, h])):
+                continue
+            x_in, r_in = float(logs[inner]), float(risk[inner, h])
+            for _ in range(EDGE_PROBES):
+                mid = 0.5 * (x_in + logs[b])
+                r_mid, extra = at(mid, h)
+                evaluations += 1
+                if r_mid < risk[b, h]:
+                    break
+                x_in, r_in = mid, r_mid
+            if not r_mid < risk[b, h]:
+                continue
+            lr_out[h], risk_out[h], edge[h] = math.exp(mid), r_mid, False
+            valid_out[h], status_out[h] = extra
+            pts = sorted([(x_in, r_in), (mid, r_mid), (float(logs[b]), float(risk[b, h]))])
+            x3, v3, b = np.array([t[0] for t in pts]), np.array([t[1] for t in pts]), 1
+        elif not np.all(np.isfinite(risk[b - 1:b + 2, h])):
             continue
-
-        def at(v, h=h):
-            c = solve(problem, opt.with_lr(math.exp(v)), grid=grid[: h + 2])
-            if c.risk.size < h + 2:
-                return math.inf, None
-            return float(c.risk[-1]), (bool(c.valid[-1]), c.status)
-
-        x, r, extra, n = _refine(at, logs, risk[:, h], b, refine)
+        x, r, extra, n, curv_out[h] = _refine(lambda v, h=h: at(v, h), x3, v3, b, refine)
         evaluations += n
         if extra is not None:
             lr_out[h], risk_out[h] = math.exp(x), r
             valid_out[h], status_out[h] = extra
     return LRSearch(lr=lr_out, risk=risk_out, edge=edge, valid=valid_out, status=status_out, scale=top,
-                    evaluations=evaluations)
+                    evaluations=evaluations, curvature=curv_out)
 
 
 def _walk(value, c, points):
@@ -320,7 +452,7 @@ def _search_one(f, opt, name, problem, points, refine):
     best = int(np.argmin(vals))
     edge = best in (0, points - 1)
     if not edge and np.all(np.isfinite(vals[best - 1:best + 2])):
-        _, r, o, _ = _refine(at, logs, vals, best, refine)
+        _, r, o, _, _ = _refine(at, logs, vals, best, refine)
         if o is not None:
             candidates.append((r, o))
     if not candidates:
@@ -346,19 +478,20 @@ def _tune_at(problem, opt, steps, names, points, rounds, refine):
 
 
 def tune(problem, opt, steps, over=("lr",), *, samples: int | None = None, batches=None, points: int = 16,
-         rounds: int = 2, refine: int = REFINE, near=None):
+         rounds: int = 2, refine: int = REFINE, near=None, guess=None):
     """The theory-optimal hyperparameters of ``opt`` for the predicted risk at ``steps`` (see the module
     docstring). ``steps``: a horizon, or a sequence of horizons (then a list of ``Tuned``, one per horizon; tuning
     only ``lr`` shares one scan among them). ``over``: names from ``lr``, ``clip``, ``outer_lr``, ``batch``;
     ``batch`` compares ``batches`` (default: powers of 2 up to 1024 that leave at least one update) at fixed
     ``samples`` (default steps x ``opt.samples_per_step``), tuning the other names at each. The given values of
     the tuned hyperparameters are only starting points (the first round of coordinate descent uses them for the
-    names tuned after)."""
+    names tuned after). ``near``, ``guess``: warm starts of the lr search (``lr_search``), for lr alone."""
     over = _check_over(opt, over)
     if "batch" not in over and (samples is not None or batches is not None):
         raise ValueError("samples and batches apply to tuning over batch: add 'batch' to over")
-    if near is not None and tuple(n for n in over if n != "batch") != ("lr",):
-        raise ValueError("near warm-starts the lr scan and applies when lr is the only continuous name tuned")
+    if (near is not None or guess is not None) and tuple(n for n in over if n != "batch") != ("lr",):
+        raise ValueError("near and guess warm-start the lr search and apply when lr is the only continuous name "
+                         "tuned")
     points = check_int("points", points)
     if points < 3:
         raise ValueError(f"points must be at least 3, got {points}")
@@ -372,7 +505,7 @@ def tune(problem, opt, steps, over=("lr",), *, samples: int | None = None, batch
             grid = np.concatenate([[0], np.asarray(horizons, dtype=np.int64)])
             if np.any(np.diff(grid) <= 0):
                 raise ValueError("the horizons must increase")
-            res = lr_search(problem, opt, grid, points=points, refine=refine, near=near)
+            res = lr_search(problem, opt, grid, points=points, refine=refine, near=near, guess=guess)
             out = [Tuned(optimizer=opt.with_lr(float(res.lr[h])), risk=float(res.risk[h]), steps=horizons[h],
                          params={"lr": float(res.lr[h])}, edge=("lr",) if res.edge[h] else (),
                          valid=bool(res.valid[h]), status=str(res.status[h]), evaluations=res.evaluations)

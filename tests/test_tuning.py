@@ -64,6 +64,67 @@ def test_a_warm_started_scan_finds_the_full_scans_optimum(near):
     assert warm.evaluations <= full.evaluations
 
 
+@pytest.mark.parametrize("factor", [1.0, 1.004, 0.7, 3.0, 1e-3, 1e3])
+def test_a_guessed_search_reaches_the_closed_form(factor):
+    """A local search around a guessed optimum (near it, off by a factor, far off, or past the range's top)
+    finds the closed-form optimum of the isotropic problem at every horizon, for fewer solves than a scan."""
+    d, B = 40, 2
+    p = hd.isotropic(d, noise=hd.Gaussian(0.0))
+    opt = hd.SGD(1.0, batch=B)
+    lr_star = 1.0 / (1.0 + (d + 1) / B)
+    grid = np.array([0, 20, 60, 200])
+    cold = lr_search(p, opt, grid, points=16)
+    res = lr_search(p, opt, grid, points=16, guess=lr_star / cold.scale * factor)
+    np.testing.assert_allclose(res.lr, lr_star, rtol=2e-3)
+    np.testing.assert_allclose(res.risk, p.initial_risk * (1.0 - lr_star) ** grid[1:], rtol=1e-5)
+    assert np.all(res.risk <= cold.risk * (1 + 1e-6)) and not res.edge.any() and np.all(res.valid)
+    if factor in (1.0, 1.004):
+        assert res.evaluations <= 4 * (grid.size - 1) < cold.evaluations
+
+
+def test_a_guess_where_everything_diverges_falls_back_to_the_walk(monkeypatch):
+    from hdtheory import tuning
+
+    p = hd.powerlaw(100, 1.0, 0.5, noise=hd.Gaussian(0.1))
+    grid = np.array([0, 100, 1000])
+    top = tuning.lr_scale(p, hd.SGD(1.0))
+    monkeypatch.setattr(tuning, "lr_scale", lambda problem, opt: 1e4 * top)
+    full = lr_search(p, hd.SGD(1.0), grid, points=16, decades=8)
+    high = lr_search(p, hd.SGD(1.0), grid, points=16, decades=8, guess=0.5)
+    np.testing.assert_array_equal(high.risk, full.risk)
+    np.testing.assert_array_equal(high.lr, full.lr)
+
+
+def test_a_guess_at_the_top_of_the_range_is_an_edge_optimum(monkeypatch):
+    """With the range's top below the optimum the scan's best point is its top lattice point (an edge); the
+    guessed search reports the same point, guessed inside the range or past it."""
+    from hdtheory import tuning
+
+    p = hd.powerlaw(100, 1.0, 0.5, noise=hd.Gaussian(0.1))
+    top = tuning.lr_scale(p, hd.SGD(1.0))
+    monkeypatch.setattr(tuning, "lr_scale", lambda problem, opt: 0.1 * top)
+    grid = np.array([0, 10, 100])
+    cold = lr_search(p, hd.SGD(1.0), grid, points=16)
+    assert np.all(cold.edge) and np.allclose(cold.lr, cold.scale, rtol=1e-12)
+    for guess in (0.9, 5.0):
+        res = lr_search(p, hd.SGD(1.0), grid, points=16, guess=guess)
+        assert np.all(res.edge)
+        np.testing.assert_array_equal(res.lr, cold.lr)
+        np.testing.assert_array_equal(res.risk, cold.risk)
+
+
+def test_an_optimum_just_below_the_lattice_top_is_refined():
+    """SGD at 10 steps on a flat power law is best at 0.86 times its threshold, between the lattice's last two
+    points: the search probes towards the top, finds the optimum inside the range and matches a fine scan."""
+    p = hd.powerlaw(200, 0.35, 0.5)
+    grid = np.array([0, 10])
+    res = lr_search(p, hd.SGD(1.0), grid, points=16)
+    lrs = res.scale * np.linspace(0.7, 1.0, 301)
+    fine = [hd.solve(p, hd.SGD(lr), grid=grid).risk[-1] for lr in lrs]
+    assert not res.edge[0] and 0.75 < res.lr[0] / res.scale < 0.95
+    assert res.risk[0] <= min(fine) * (1 + 1e-5)  # every value is a solve: lower is better
+
+
 def test_clip_tuning_helps_under_heavy_tails_and_never_hurts():
     p = hd.powerlaw(100, 0.5, 0.5, noise=hd.StudentT(1.0, 2.5))
     floor = 0.5 * p.sigma2
@@ -130,5 +191,5 @@ def test_options_that_do_not_apply_are_refused():
     p = hd.isotropic(10)
     with pytest.raises(ValueError, match="add 'batch' to over"):
         tune(p, hd.SGD(0.1), 100, samples=10**6)
-    with pytest.raises(ValueError, match="near warm-starts"):
+    with pytest.raises(ValueError, match="near and guess warm-start"):
         tune(p, hd.ClippedSGD(0.1), 100, over=("lr", "clip"), near=(0.1, 0.2))
