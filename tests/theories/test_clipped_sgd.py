@@ -355,7 +355,7 @@ def _erf_minus_gauss(b):
 @pytest.mark.parametrize("df", [2.5, 3.0, 5.0, 30.0])
 def test_student_mixture_factors_against_all_nodes(df):
     """The B = 1 Student-t factors (symmetric form, series for the cancelling nu term) against the mixture's
-    closed form summed over all 96 nodes in NumPy/SciPy, the cancelling nu term by series."""
+    closed form summed over all its nodes in NumPy/SciPy, the cancelling nu term by series."""
     s2 = 0.7
     W, wt = cf._student_nodes(df)
     vext = s2 * (df - 2.0) / W

@@ -15,7 +15,7 @@ F = P(m <= tau^2), f = p_m(tau^2), T1 = E[tau/sqrt(m); m > tau^2], T2 = E[tau^2/
   function (``hdtheory.special``);
 * Rademacher and Student-t at B = 1: closed forms for a Gaussian mixture of residual laws (Rademacher: one
   component N(sigma, q); Student-t(df): r | W ~ N(0, q + sigma^2 (df - 2)/W), W ~ chi^2_df, Gauss-Legendre in
-  log W with 96 nodes, ~2e-7);
+  log W with 64 nodes between the chi^2 quantiles e^-32 and 1 - e^-32, ~1e-8);
 * Rademacher and Student-t at B > 1: a table over u = log(q/sigma^2), w = log(tau^2/E) built once per
   (law, B) from the density of m/E (FFT inversion of its characteristic function), cubic in u and linear in w;
   Gaussian factors above the u range. Tables are cached in memory and on disk (``$HDTHEORY_CACHE`` or
@@ -40,8 +40,11 @@ from ...noise import Gaussian, Rademacher, StudentT
 from ...special import ERF_SERIES_MAX, ERFC_MIN, chi2_pdf, erf_small_vec, erfc_vec, exp_vec, expint1, gamma_pq
 
 LAW_GAUSS, LAW_MIXTURE, LAW_TABLE = 0, 1, 2
-#: Gauss-Legendre nodes in log W for the Student-t mixture (96 nodes: ~2e-7)
-STUDENT_NODES = 96
+#: Gauss-Legendre nodes in log W for the Student-t mixture, between the chi^2_df quantiles e^-STUDENT_TAIL and
+#: 1 - e^-STUDENT_TAIL: mu within 1e-9, nu within 2e-7 relative for df >= 2.1 (1e-8 for df >= 2.5;
+#: docs/derivations/clipped_sgd.md)
+STUDENT_NODES = 64
+STUDENT_TAIL = 32.0
 #: q is clamped to at least this fraction of sigma^2 (the mixture forms divide by sqrt(q))
 Q_FLOOR = 1e-12
 
@@ -203,12 +206,14 @@ def _factors_pairs(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid, mu, nuhat,
 
 @functools.lru_cache(maxsize=32)
 def _student_nodes(df: float, n: int = STUDENT_NODES):
-    """Gauss-Legendre nodes/weights for W ~ chi^2_df in u = log W on [-30, log(df + 60 + 12 sqrt(df))],
-    weights normalized to sum 1 (cached: ~10 ms to build; the arrays are shared, never written)."""
+    """Gauss-Legendre nodes/weights for W ~ chi^2_df in u = log W between the quantiles e^-STUDENT_TAIL and
+    1 - e^-STUDENT_TAIL, weights normalized to sum 1 (cached: ~10 ms to build; the arrays are shared, never
+    written)."""
     from scipy.stats import chi2
 
     x, w = np.polynomial.legendre.leggauss(n)
-    lo, hi = -30.0, math.log(df + 60.0 + 12.0 * math.sqrt(df))
+    tail = math.exp(-STUDENT_TAIL)
+    lo, hi = math.log(chi2.ppf(tail, df)), math.log(chi2.isf(tail, df))
     u = 0.5 * (hi - lo) * x + 0.5 * (hi + lo)
     W = np.exp(u)
     wt = 0.5 * (hi - lo) * w * chi2.pdf(W, df) * W
@@ -300,7 +305,7 @@ def factor_table(law_key, B):
     w = np.arange(W_LO, W_HI + 1e-9, DW)
     tail = 0.5 * (law_key[1] - 2.0) if law_key[0] == "student_t" else 50.0
     grid = np.array([U_LO, u[-1], DU, W_LO, DW, w[-1], tail])
-    tag = hashlib.sha1(repr(("v1", law_key, B, U_LO, U_HI, DU, W_LO, W_HI, DW, FFT_N, STUDENT_NODES))
+    tag = hashlib.sha1(repr(("v1", law_key, B, U_LO, U_HI, DU, W_LO, W_HI, DW, FFT_N, STUDENT_NODES, STUDENT_TAIL))
                        .encode()).hexdigest()[:16]
     path = os.path.join(_cache_dir(), f"clip_table_{tag}.npy")
     try:
