@@ -42,7 +42,7 @@ from ...special import ERF_SERIES_MAX, ERFC_MIN, chi2_pdf, erf_small_vec, erfc_v
 LAW_GAUSS, LAW_MIXTURE, LAW_TABLE = 0, 1, 2
 #: Gauss-Legendre nodes in log W for the Student-t mixture, between the chi^2_df quantiles e^-STUDENT_TAIL and
 #: 1 - e^-STUDENT_TAIL: mu within 1e-9, nu within 2e-7 relative for df >= 2.1 (1e-8 for df >= 2.5;
-#: docs/derivations/clipped_sgd.md)
+#: docs/derivations/clipped_sgd.md §4)
 STUDENT_NODES = 64
 STUDENT_TAIL = 32.0
 #: q is clamped to at least this fraction of sigma^2 (the mixture forms divide by sqrt(q))
