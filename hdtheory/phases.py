@@ -91,7 +91,7 @@ def _cell(alpha, beta, opt_a, opt_b, horizons, d, m, noise, matrix, over_a, over
     import warnings
 
     from .problems import InadmissibleWarning
-    from .tuning import lr_search, tune
+    from .tuning import LR_DECADES, lr_search, tune
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InadmissibleWarning)
@@ -108,13 +108,15 @@ def _cell(alpha, beta, opt_a, opt_b, horizons, d, m, noise, matrix, over_a, over
             edge |= any(t.edge for t in tuned)
             valid &= all(t.valid for t in tuned)
             continue
-        seen = near[f"{key}_seen"]
-        warm = {"guess": _extrapolate(seen, beta), "curvature": seen[-1][2]} if len(seen) == 2 else {"near": near[key]}
+        seen = near[key]
+        if len(seen) == 2:
+            warm = {"guess": _extrapolate(seen, beta), "curvature": seen[-1][2]}
+        else:  # the previous cell's optima, or the lattice's middle
+            frac = seen[-1][1] if seen else np.array([10.0 ** (-0.5 * LR_DECADES)])
+            warm = {"near": (float(frac.min()), float(frac.max()))}
         res = lr_search(prob, opt, np.concatenate([[0], steps]), points=points, refine=refine, **warm)
         out[f"risk_{key}"], out[f"lr_{key}"] = res.risk, res.lr
-        frac = res.lr / res.scale
-        near[key] = (float(frac.min()), float(frac.max()))
-        near[f"{key}_seen"] = (seen + [(float(beta), frac, res.curvature)])[-2:]
+        near[key] = (seen + [(float(beta), res.lr / res.scale, res.curvature)])[-2:]
         edge |= bool(res.edge.any())
         valid &= bool(res.valid.all())
     out["edge"], out["valid"] = edge, valid
@@ -135,18 +137,14 @@ def gain_row(alpha, betas, *args):
     (``gain_map``; the first cell walks from the lattice's middle): a list, per beta, of the cell's dict of per-horizon
     arrays (risk_<x>, <param>_<x>) and the flags edge, valid, or the text of the exception the cell raised (the other
     cells go on)."""
-    from .tuning import LR_DECADES
-
-    start = (10.0 ** (-0.5 * LR_DECADES),) * 2  # the lattice's middle: the first cell walks from there too
-    fresh = {"a": start, "b": start, "a_seen": [], "b_seen": []}
-    near = dict(fresh)
+    near = {"a": [], "b": []}  # per optimizer, the row's last two cells: (beta, optimal lr fractions, curvatures)
     row = []
     for beta in betas:
         try:
             row.append(_cell(alpha, beta, *args, near))
         except Exception as e:  # noqa: BLE001  (a bad cell is recorded, never raised)
             row.append(f"alpha={alpha:g}, beta={beta:g}: {type(e).__name__}: {e}")
-            near = dict(fresh)
+            near = {"a": [], "b": []}
     return row
 
 

@@ -171,10 +171,12 @@ def _local(evaluate, x0, lo, hi, step, moves, refine, ftol, curvature=math.nan):
     """The minimum of log risk near a predicted optimum x0 in [lo, hi] (log values): the three points x0 - step,
     x0, x0 + step, shifted towards the lower side with the step doubled until the middle one is lowest (at most
     ``moves`` times), then ``_refine`` inside that bracket to the ``ftol`` stop (once its points are within
-    2 ``step`` of the lowest; its location stop is at ``step`` / 100). ``evaluate(x)`` returns
-    (risk, extra). Returns (x, risk, extra, evaluations, edge) where edge says the lowest point is lo or hi
-    (the search range's end, as a lattice's end point); x is None where no finite bracket is found within
-    ``moves`` (the caller falls back to the lattice)."""
+    2 ``step`` of the lowest; its location stop is at ``step`` / 100). With an expected ``curvature`` it first
+    solves x0, its neighbour and the vertex their slope and that curvature predict, and stops there where their
+    parabola shows less than ``ftol`` to gain. ``evaluate(x)`` returns (risk, extra). Returns (x, risk, extra,
+    evaluations, edge, curvature): edge says the lowest point is lo or hi (the search range's end, as a lattice's
+    end point), curvature is that of the last parabola (nan where none); x is None where no finite bracket is
+    found within ``moves`` (the caller falls back to the lattice)."""
     seen = {}
 
     def f(x):
@@ -307,7 +309,7 @@ def lr_search(problem, opt, grid, *, points: int = 20, decades: float = LR_DECAD
         best[:] = np.argmin(risk, axis=0)
     else:
         def nearest(frac):
-            return int(np.argmin(np.abs(logs - math.log(max(float(frac), 1e-300) * top)))) if frac > 0 else 0
+            return int(np.argmin(np.abs(logs - math.log(float(frac) * top)))) if frac > 0 else 0
 
         c = nearest(np.min(np.asarray(near, dtype=np.float64)) if guess is None else g[todo[-1]])
         for h in todo[::-1]:

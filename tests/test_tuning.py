@@ -82,19 +82,6 @@ def test_a_guessed_search_reaches_the_closed_form(factor):
         assert res.evaluations <= 4 * (grid.size - 1) < cold.evaluations
 
 
-def test_a_guess_where_everything_diverges_falls_back_to_the_walk(monkeypatch):
-    from hdtheory import tuning
-
-    p = hd.powerlaw(100, 1.0, 0.5, noise=hd.Gaussian(0.1))
-    grid = np.array([0, 100, 1000])
-    top = tuning.lr_scale(p, hd.SGD(1.0))
-    monkeypatch.setattr(tuning, "lr_scale", lambda problem, opt: 1e4 * top)
-    full = lr_search(p, hd.SGD(1.0), grid, points=16, decades=8)
-    high = lr_search(p, hd.SGD(1.0), grid, points=16, decades=8, guess=0.5)
-    np.testing.assert_array_equal(high.risk, full.risk)
-    np.testing.assert_array_equal(high.lr, full.lr)
-
-
 def test_a_guess_at_the_top_of_the_range_is_an_edge_optimum(monkeypatch):
     """With the range's top below the optimum the scan's best point is its top lattice point (an edge); the
     guessed search reports the same point, guessed inside the range or past it."""
@@ -172,7 +159,10 @@ def test_a_search_where_everything_diverges_says_so():
     assert math.isinf(t.risk) and t.status == "diverged" and not t.valid
 
 
-def test_a_warm_start_on_a_diverging_range_still_finds_the_full_scans_optimum(monkeypatch):
+@pytest.mark.parametrize("warm", [{"near": (0.5, 0.6)}, {"guess": 0.5}])
+def test_a_warm_start_on_a_diverging_range_still_finds_the_full_scans_optimum(monkeypatch, warm):
+    """Started where every lr diverges, the walk (``near``) or the local search falling back to it (``guess``)
+    ends at the full scan's optimum."""
     from hdtheory import tuning
 
     p = hd.powerlaw(100, 1.0, 0.5, noise=hd.Gaussian(0.1))
@@ -181,7 +171,7 @@ def test_a_warm_start_on_a_diverging_range_still_finds_the_full_scans_optimum(mo
     # a lattice reaching far above the threshold, started where every lr diverges
     monkeypatch.setattr(tuning, "lr_scale", lambda problem, opt: 1e4 * top)
     full = lr_search(p, hd.SGD(1.0), grid, points=16, decades=8)
-    high = lr_search(p, hd.SGD(1.0), grid, points=16, decades=8, near=(0.5, 0.6))
+    high = lr_search(p, hd.SGD(1.0), grid, points=16, decades=8, **warm)
     assert np.all(np.isfinite(full.risk)) and np.all(high.valid)
     np.testing.assert_array_equal(high.risk, full.risk)
     np.testing.assert_array_equal(high.lr, full.lr)
