@@ -1,7 +1,7 @@
 """Clipped-SGD benchmarks. Prints ratios against baselines run in the same process and writes them to
 benchmarks/results/bench_clipped_sgd.txt:
 
-(i)   a clipped-SGD theory curve vs an SGD theory curve of the same problem, lr and horizon (CPU time, best of 3;
+(i)   a clipped-SGD theory curve vs an SGD theory curve of the same problem, lr and horizon (CPU time, best of 7;
       target <= 2x) per noise law and B in {1, 8}, for fixed and relative clip levels, at 1e4 and 1e6 steps (d =
       1000, default grid), for the default solve options and two others; with the curve's largest deviation from
       ``method="exact"`` at 1e4 steps;
@@ -53,7 +53,7 @@ OPTIONS = {"default": {}, "pass2": dict(predictor="pass", correctors=2),
 
 
 def curve_costs(horizons, d=1000, options=OPTIONS):
-    report("(i) theory curve cost, clipped / SGD (same problem, lr, steps; CPU time, best of 3); "
+    report("(i) theory curve cost, clipped / SGD (same problem, lr, steps; CPU time, best of 7); "
           "dev = max |rel| vs method='exact'")
     for steps in horizons:
         for name, noise in LAWS.items():
@@ -63,13 +63,13 @@ def curve_costs(horizons, d=1000, options=OPTIONS):
                 for kw in options.values():
                     hd.solve(p, hd.ClippedSGD(lr, clip=math.sqrt(p.trace / B), batch=B), 100, **kw)  # compile
                 hd.solve(p, hd.SGD(lr, batch=B), 100)
-                t_sgd = best_of(lambda: hd.solve(p, hd.SGD(lr, batch=B), steps))
+                t_sgd = best_of(lambda: hd.solve(p, hd.SGD(lr, batch=B), steps), n=7)
                 for label, clip in [("fixed", math.sqrt(p.trace / B)), ("relative", hd.RelativeClip(1.0))]:
                     opt = hd.ClippedSGD(lr, clip=clip, batch=B)
                     ref = hd.solve(p, opt, steps, method="exact") if steps <= 10**4 else None
                     line = []
                     for oname, kw in options.items():
-                        t = best_of(lambda: hd.solve(p, opt, steps, **kw))
+                        t = best_of(lambda: hd.solve(p, opt, steps, **kw), n=7)
                         dev = ""
                         if ref is not None:
                             dev = f" (dev {np.max(np.abs(hd.solve(p, opt, steps, **kw).risk / ref.risk - 1)):.0e})"

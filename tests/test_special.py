@@ -14,6 +14,7 @@ from hdtheory.special import (
     atan_vec,
     erf_small_vec,
     erfc_vec,
+    erfcx_vec,
     exp_vec,
     expm1_vec,
     log1p_vec,
@@ -79,21 +80,23 @@ def test_log1p_vec_is_within_2_ulp_of_libm_on_its_range(scale):
 
 
 @nb.njit(**MAP_KERNEL)
-def _erf_erfc_exp(t, erf_out, erfc_out, exp_out):
+def _erf_erfc_exp(t, erf_out, erfc_out, exp_out, erfcx_out):
     for j in range(t.shape[0]):
         erf_out[j] = erf_small_vec(min(t[j], ERF_SERIES_MAX))
         erfc_out[j] = erfc_vec(max(t[j], ERFC_MIN))
         exp_out[j] = exp_vec(-t[j])
+        erfcx_out[j] = erfcx_vec(max(t[j], ERFC_MIN))
 
 
-def test_erf_erfc_and_exp_vec_against_scipy_on_their_ranges():
+def test_erf_erfc_erfcx_and_exp_vec_against_scipy_on_their_ranges():
     t = np.concatenate([np.linspace(0.0, 30.0, 30001), np.geomspace(30.0, 1e8, 200)])
-    e1, e2, e3 = (np.empty_like(t) for _ in range(3))
-    _erf_erfc_exp(t, e1, e2, e3)
+    e1, e2, e3, e4 = (np.empty_like(t) for _ in range(4))
+    _erf_erfc_exp(t, e1, e2, e3, e4)
     small = t <= ERF_SERIES_MAX
     assert np.max(_ulps(e1[small], sc.erf(t[small]))) <= 3.0
     large = (t >= ERFC_MIN) & (sc.erfc(t) > 1e-300)
     assert np.max(np.abs(e2[large] / sc.erfc(t[large]) - 1.0)) < 1e-14
     assert np.all(e2[t > 27.3] < 1e-300)
+    assert np.max(np.abs(e4[t >= ERFC_MIN] / sc.erfcx(t[t >= ERFC_MIN]) - 1.0)) < 1e-14
     normal = np.exp(-t) > 1e-300
     assert np.max(_ulps(e3[normal], np.exp(-t[normal]))) <= 2.0

@@ -375,6 +375,13 @@ def test_student_mixture_factors_against_all_nodes(df):
             assert abs(got[2] - A) <= 1e-13 * max(abs(A), 2 * mu)  # A = 2 mu - ... may cancel
 
 
+@pytest.mark.parametrize("df", [2.1, 3.0, 1000.0])
+def test_student_mixture_components_are_ordered_by_decreasing_variance(df):
+    """The B = 1 mixture kernel splits its components at b = 1 assuming vext decreases (law_spec's order)."""
+    law, _, vext, wts, _, _ = cf.law_spec(hd.StudentT(1.0, df), 1)
+    assert law == cf.LAW_MIXTURE and np.all(np.diff(vext) < 0) and abs(wts.sum() - 1.0) < 1e-12
+
+
 def test_unclipped_and_gaussian_relative_blocks_are_fixed():
     """Without clipping the factors are SGD's, and for a relative level with Gaussian noise they depend on
     tau^2/E = kappa^2 only: the block form is FIXED (SGD's integrator and cost); clip = inf gives SGD's curve."""

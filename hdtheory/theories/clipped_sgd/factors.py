@@ -37,9 +37,9 @@ import numpy as np
 from ...checks import check_batch
 from ...jit import KERNEL, MAP_KERNEL
 from ...noise import Gaussian, Rademacher, StudentT
-from ...special import ERF_SERIES_MAX, ERFC_MIN, chi2_pdf, erf_small_vec, erfc_vec, exp_vec, expint1, gamma_pq
+from ...special import ERF_SERIES_MAX, ERFC_MIN, chi2_pdf, erf_small_vec, erfcx_vec, exp_vec, expint1, gamma_pq
 
-LAW_GAUSS, LAW_MIXTURE, LAW_TABLE = 0, 1, 2
+LAW_GAUSS, LAW_MIXTURE, LAW_TABLE, LAW_SHIFTED = 0, 1, 2, 3
 #: Gauss-Legendre nodes in log W for the Student-t mixture, between the chi^2_df quantiles e^-STUDENT_TAIL and
 #: 1 - e^-STUDENT_TAIL: mu within 1e-9, nu within 2e-7 relative for df >= 2.1 (1e-8 for df >= 2.5;
 #: docs/derivations/clipped_sgd.md §4)
@@ -74,53 +74,88 @@ def _gauss_factors(B, y0):
     return mu, nuhat, A
 
 
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _d_term(b, p, phi):
+    """D = p - 2 b phi(b), summed as its series below b = 0.1 (``_centred_terms``); scalars only, so that the
+    loops it is inlined into still vectorize."""
+    b2 = b * b
+    series = 0.7978845608028654 * b * b2 * (
+        1.0 / 3.0 - b2 * (1.0 / 10.0 - b2 * (1.0 / 56.0 - b2 * (1.0 / 432.0 - b2 * (1.0 / 4224.0 - b2 / 49920.0)))))
+    return series if b < 0.1 else p - 2.0 * b * phi
+
+
 @nb.njit(**MAP_KERNEL)
-def _centred_terms(q, tau, vext, P, Q, D, pb, sv):
-    """Per component i as if centred (r ~ N(0, v_i), v_i = q + vext_i, b = tau / sqrt(v_i)): P = P(|r| <= tau)
-    = erf(b/sqrt 2) and Q = 1 - P (erfc above b = 1, each where it is well conditioned), phi(b), sqrt(v_i), and
-    the nu term's D = P - 2 b phi(b), summed as its series below b = 0.1 where it cancels,
-    sqrt(2/pi) sum_{n>=1} (-1)^(n+1) b^(2n+1) / ((2n+1) 2^(n-1) (n-1)!) (six terms: truncation < 1e-17
-    relative). Branch-free (``special``'s vector erf, erfc and exp), so that the loop vectorizes."""
+def _wide_terms(q, tau, vext, P, Q, D, pb, bs):
+    """``_centred_terms`` for components with b < 1: P from the erf series."""
     for i in range(vext.shape[0]):
         s = math.sqrt(q + vext[i])
         b = tau / s
-        x = b * 0.7071067811865476
-        small = erf_small_vec(min(x, ERF_SERIES_MAX))  # used where b < 1, i.e. x < 0.71
-        large = erfc_vec(max(x, ERFC_MIN))  # used where b >= 1
-        p = small if b < 1.0 else 1.0 - large
-        Q[i] = 1.0 - small if b < 1.0 else large
+        p = erf_small_vec(min(b * 0.7071067811865476, ERF_SERIES_MAX))
         phi = exp_vec(-0.5 * b * b) * 0.3989422804014327
-        b2 = b * b
-        series = 0.7978845608028654 * b * b2 * (
-            1.0 / 3.0 - b2 * (1.0 / 10.0 - b2 * (1.0 / 56.0 - b2 * (1.0 / 432.0 - b2 * (1.0 / 4224.0 - b2 / 49920.0)))))
-        P[i] = p
-        D[i] = series if b < 0.1 else p - 2.0 * b * phi
-        pb[i] = phi
-        sv[i] = s
+        P[i], Q[i], D[i], pb[i], bs[i] = p, 1.0 - p, _d_term(b, p, phi), phi, b
+
+
+@nb.njit(**MAP_KERNEL)
+def _narrow_terms(q, tau, vext, P, Q, D, pb, bs):
+    """``_centred_terms`` for components with b >= 1: Q = exp(-b^2/2) erfcx(b/sqrt 2), the exponential shared
+    with phi."""
+    for i in range(vext.shape[0]):
+        s = math.sqrt(q + vext[i])
+        b = tau / s
+        e = exp_vec(-0.5 * b * b)
+        qc = e * erfcx_vec(max(b * 0.7071067811865476, ERFC_MIN))
+        phi = e * 0.3989422804014327
+        P[i], Q[i], D[i], pb[i], bs[i] = 1.0 - qc, qc, _d_term(b, 1.0 - qc, phi), phi, b
 
 
 @nb.njit(**KERNEL)
-def _mixture_factors(q, tau2, E, m0, vext, wts):
-    """B = 1, residual r ~ sum_i w_i N(m0_i, q + vext_i).
+def _centred_terms(q, tau, vext, P, Q, D, pb, bs):
+    """Per centred component i (r ~ N(0, v_i), v_i = q + vext_i, b = tau / sqrt(v_i)): P = P(|r| <= tau)
+    = erf(b/sqrt 2) and Q = 1 - P, phi(b), b, and the nu term's D = P - 2 b phi(b), summed as its series
+    below b = 0.1 where it cancels, sqrt(2/pi) sum_{n>=1} (-1)^(n+1) b^(2n+1) / ((2n+1) 2^(n-1) (n-1)!) (six
+    terms: truncation < 1e-17 relative). ``vext`` must decrease (b then increases with i): the components with
+    b < 1 come first and take P from the erf series, the others Q from erfcx, each where it is well conditioned.
+    Each part is one branch-free loop over its own slices (a loop from a variable start does not vectorize)."""
+    n = vext.shape[0]
+    tau2 = tau * tau
+    split = 0
+    while split < n and q + vext[split] > tau2:
+        split += 1
+    _wide_terms(q, tau, vext[:split], P[:split], Q[:split], D[:split], pb[:split], bs[:split])
+    _narrow_terms(q, tau, vext[split:], P[split:], Q[split:], D[split:], pb[split:], bs[split:])
 
-    Centred components (m0_i = 0: the Student-t scale mixture) use the symmetric form of the same closed
-    form, a = -b, pa = pb = phi(b), from ``_centred_terms`` (one vectorized pass over the nodes, which also sums
-    the nu term v (P - 2 b phi(b)) as its series where it cancels: wide components, tight clip)."""
+
+@nb.njit(**KERNEL)
+def _centred_mixture_factors(q, tau2, E, vext, wts):
+    """B = 1, residual r ~ sum_i w_i N(0, q + vext_i) (the Student-t scale mixture): the closed form of
+    ``_shifted_factors`` at m0 = 0 in its symmetric form, a = -b, pa = pb = phi(b), from ``_centred_terms`` (which
+    also sums the nu term v (P - 2 b phi(b)) as its series where it cancels: wide components, tight clip)."""
     tau = math.sqrt(tau2)
     n = wts.shape[0]
-    Pc, Qc, Dc, phic, sd = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    _centred_terms(q, tau, vext, Pc, Qc, Dc, phic, sd)
+    buf = np.empty((5, n))
+    Pc, Qc, Dc, phic, bc = buf[0], buf[1], buf[2], buf[3], buf[4]
+    _centred_terms(q, tau, vext, Pc, Qc, Dc, phic, bc)
+    mu = 0.0
+    nu = 0.0
+    tdens = 0.0  # tau times the density of |r| at tau: sum_i w_i 2 phi(b_i) b_i
+    for i in range(n):
+        mu += wts[i] * Pc[i]
+        nu += wts[i] * ((q + vext[i]) * Dc[i] + tau2 * Qc[i])
+        tdens += wts[i] * 2.0 * phic[i] * bc[i]
+    return mu, nu / E, 2.0 * mu - 2.0 * tdens
+
+
+@nb.njit(**KERNEL)
+def _shifted_factors(q, tau2, E, m0, vext, wts):
+    """B = 1, residual r ~ sum_i w_i N(m0_i, q + vext_i) (Rademacher noise: one component N(sigma, q)):
+    P = P(|r_i| <= tau) and the truncated moments of each Gaussian in closed form."""
+    tau = math.sqrt(tau2)
     mu = 0.0
     nu = 0.0
     dens = 0.0
-    for i in range(n):
+    for i in range(wts.shape[0]):
         v = q + vext[i]
-        sv = sd[i]
-        if m0[i] == 0.0:
-            mu += wts[i] * Pc[i]
-            nu += wts[i] * (v * Dc[i] + tau2 * Qc[i])
-            dens += wts[i] * 2.0 * phic[i] / sv
-            continue
+        sv = math.sqrt(v)
         a = (-tau - m0[i]) / sv
         b = (tau - m0[i]) / sv
         P = 0.5 * (math.erfc(-b / math.sqrt(2.0)) - math.erfc(-a / math.sqrt(2.0)))
@@ -173,7 +208,9 @@ def clip_factors_nb(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid):
     q = max(q, Q_FLOOR * sigma2)
     E = q + sigma2
     if law == LAW_MIXTURE:
-        return _mixture_factors(q, tau2, E, m0, vext, wts)
+        return _centred_mixture_factors(q, tau2, E, vext, wts)
+    if law == LAW_SHIFTED:
+        return _shifted_factors(q, tau2, E, m0, vext, wts)
     u = math.log(q / sigma2)
     if u > grid[1]:
         return _gauss_factors(B, B * tau2 / E)
@@ -347,9 +384,9 @@ def law_spec(noise, batch: int):
         raise ValueError(f"no clipped-SGD factors for noise law {noise!r}")
     if batch == 1:
         if key[0] == "rademacher":
-            return LAW_MIXTURE, np.array([math.sqrt(s2)]), np.zeros(1), np.ones(1), _EMPTY_TAB, _EMPTY_GRID
+            return LAW_SHIFTED, np.array([math.sqrt(s2)]), np.zeros(1), np.ones(1), _EMPTY_TAB, _EMPTY_GRID
         W, wt = _student_nodes(key[1])
-        return LAW_MIXTURE, np.zeros(W.size), s2 * (key[1] - 2.0) / W, wt, _EMPTY_TAB, _EMPTY_GRID
+        return LAW_MIXTURE, _EMPTY, s2 * (key[1] - 2.0) / W, wt, _EMPTY_TAB, _EMPTY_GRID  # W ascending
     tab, grid = factor_table(key, int(batch))
     return LAW_TABLE, _EMPTY, _EMPTY, _EMPTY, tab, grid
 
