@@ -188,7 +188,7 @@ def exp_vec(t):
     return s * em + s
 
 
-#: ``erf_small_vec`` holds for |x| <= ERF_SERIES_MAX, ``erfc_vec`` for x >= ERFC_MIN
+#: ``erf_small_vec`` holds for |x| <= ERF_SERIES_MAX, ``erfcx_vec`` for x >= ERFC_MIN
 ERF_SERIES_MAX = 0.75
 ERFC_MIN = 0.5
 _ERF_TERMS = 19
@@ -234,7 +234,7 @@ def erf_small_vec(x):
 def erfcx_vec(x):
     """erfcx(x) = exp(x^2) erfc(x) for x >= ERFC_MIN within ~1e-14 relative (meaningless below), from a degree-20
     Chebyshev series of (x + K) erfcx(x) in t = (x - K)/(x + K) (built at import from scipy's erfcx),
-    branch-free; compile callers without ``reassoc``."""
+    branch-free; erfc(x) = exp_vec(-x^2) erfcx_vec(x). Compile callers without ``reassoc``."""
     t = (x - _ERFCX_K) / (x + _ERFCX_K)
     s = 2.0 * (t - _ERFCX_T0) / (1.0 - _ERFCX_T0) - 1.0
     b1 = 0.0
@@ -246,9 +246,3 @@ def erfcx_vec(x):
     g = s * b1 - b2 + _ERFCX_C[0]
     return g / (x + _ERFCX_K)
 
-
-@nb.njit(cache=True, inline="always", error_model="numpy")
-def erfc_vec(x):
-    """erfc(x) for x >= ERFC_MIN within ~1e-14 relative (meaningless below): exp(-x^2) ``erfcx_vec``(x),
-    branch-free; compile callers without ``reassoc``."""
-    return exp_vec(-(x * x)) * erfcx_vec(x)
