@@ -180,6 +180,27 @@ def log1p_vec(x):
     return 2.0 * u + 2.0 * u * (w * p)
 
 
+#: |x| up to which ``log1p_small_vec`` holds (its series to x^10: truncation < 1e-21 relative)
+LOG1P_SMALL_MAX = 0.01
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def log1p_small_vec(x):
+    """log1p(x) within ~1 ulp for |x| <= LOG1P_SMALL_MAX (meaningless beyond): x - x^2/2 + ... - x^10/10 by
+    Horner, no division (about a fifth of ``log1p_vec``'s cost in a loop over modes). Compile callers without
+    ``reassoc``."""
+    p = -1.0 / 10.0
+    p = p * x + 1.0 / 9.0
+    p = p * x - 1.0 / 8.0
+    p = p * x + 1.0 / 7.0
+    p = p * x - 1.0 / 6.0
+    p = p * x + 1.0 / 5.0
+    p = p * x - 1.0 / 4.0
+    p = p * x + 1.0 / 3.0
+    p = p * x - 1.0 / 2.0
+    return x + x * (x * p)
+
+
 @nb.njit(cache=True, inline="always", error_model="numpy")
 def exp_vec(t):
     """exp(t) within ~2 ulp (relative, subnormal results included) for t in [-740, 709]; 0-ish below:

@@ -20,14 +20,22 @@ import numba as nb
 import numpy as np
 
 from .jit import KERNEL, MAP_KERNEL
-from .special import LOG1P_VEC_MAX, expm1_vec, log1p_vec
+from .special import LOG1P_SMALL_MAX, LOG1P_VEC_MAX, expm1_vec, log1p_small_vec, log1p_vec
 
 
 @nb.njit(**MAP_KERNEL)
 def log_multipliers(am1, ell):
-    """ell_j = log1p(am1_j) where a_j > 0 (NaN where a_j <= 0: those use signed powers): one branch-free pass
-    (``log1p_vec``, every mode with |am1| <= LOG1P_VEC_MAX: all but the strongly damped), then libm's log1p
-    for the rest."""
+    """ell_j = log1p(am1_j) where a_j > 0 (NaN where a_j <= 0: those use signed powers). Where every
+    |am1_j| <= LOG1P_SMALL_MAX (slow modes only, the usual case) one pass of the short series
+    ``log1p_small_vec``; else one branch-free pass of ``log1p_vec`` (every mode with |am1| <= LOG1P_VEC_MAX: all
+    but the strongly damped), then libm's log1p for the rest."""
+    n_fast = 0
+    for j in range(am1.shape[0]):
+        n_fast += abs(am1[j]) > LOG1P_SMALL_MAX
+    if n_fast == 0:
+        for j in range(am1.shape[0]):
+            ell[j] = log1p_small_vec(am1[j])
+        return
     for j in range(am1.shape[0]):
         ell[j] = log1p_vec(am1[j])
     for j in range(am1.shape[0]):
@@ -60,6 +68,11 @@ def block_powers(am1, ell_in, n, an, S0, S1):
         s0 = s0_sum if small else e / x
         S0[j] = s0
         S1[j] = (nf - 1.0) * s0_sum - sm if small else (s0 - nf) / x
+    n_signed = 0  # counted first: a vectorized scan, where the loop below (a power per hit) is not
+    for j in range(am1.shape[0]):
+        n_signed += not am1[j] > -1.0
+    if n_signed == 0:
+        return
     for j in range(am1.shape[0]):
         x = am1[j]
         if not x > -1.0:

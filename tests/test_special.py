@@ -10,12 +10,14 @@ from hdtheory.jit import MAP_KERNEL
 from hdtheory.special import (
     ERF_SERIES_MAX,
     ERFC_MIN,
+    LOG1P_SMALL_MAX,
     LOG1P_VEC_MAX,
     atan_vec,
     erf_small_vec,
     erfcx_vec,
     exp_vec,
     expm1_vec,
+    log1p_small_vec,
     log1p_vec,
 )
 
@@ -30,6 +32,12 @@ def _expm1_vec(t, out):
 def _log1p_vec(t, out):
     for j in range(t.shape[0]):
         out[j] = log1p_vec(t[j])
+
+
+@nb.njit(**MAP_KERNEL)
+def _log1p_small_vec(t, out):
+    for j in range(t.shape[0]):
+        out[j] = log1p_small_vec(t[j])
 
 
 @nb.njit(**MAP_KERNEL)
@@ -76,6 +84,15 @@ def test_log1p_vec_is_within_2_ulp_of_libm_on_its_range(scale):
     _log1p_vec(t, got)
     assert got[-3] == 0.0
     assert np.max(_ulps(got, np.log1p(t))) <= 2.0
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1e-4, LOG1P_SMALL_MAX])
+def test_log1p_small_vec_is_within_1_ulp_of_libm_on_its_range(scale):
+    t = np.concatenate([np.random.default_rng(4).uniform(-scale, scale, 20000), [0.0, scale, -scale]])
+    got = np.empty_like(t)
+    _log1p_small_vec(t, got)
+    assert got[-3] == 0.0
+    assert np.max(_ulps(got, np.log1p(t))) <= 1.0
 
 
 @nb.njit(**MAP_KERNEL)

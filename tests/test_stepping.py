@@ -28,6 +28,19 @@ def test_block_powers_match_direct_sums(n):
     np.testing.assert_allclose(S1, dS1, rtol=1e-9, atol=1e-12 * n * n)
 
 
+@pytest.mark.parametrize("scale", [1e-6, 0.009, 0.011, 0.4, 0.9])
+def test_log_multipliers_agree_with_libm_on_both_paths(scale):
+    # all |am1| <= LOG1P_SMALL_MAX (short series) or not (log1p_vec and libm); a <= 0 gives NaN
+    am1 = -np.random.default_rng(5).uniform(0.0, scale, 500)
+    am1[0] = scale
+    ell = np.empty_like(am1)
+    stepping.log_multipliers(am1, ell)
+    np.testing.assert_allclose(ell, np.log1p(am1), rtol=4e-16, atol=0)
+    bad = np.array([-1.0, -1.5, 1e-3])
+    stepping.log_multipliers(bad, ell[:3])
+    assert np.isnan(ell[0]) and np.isnan(ell[1]) and ell[2] == pytest.approx(np.log1p(1e-3), rel=4e-16)
+
+
 def _step_by_step(am1, f, h, s, n, E_of_i, W, c0):
     s = s.copy()
     for i in range(n):
