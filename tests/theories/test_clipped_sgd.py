@@ -377,9 +377,13 @@ def test_student_mixture_factors_against_all_nodes(df):
 
 @pytest.mark.parametrize("df", [2.1, 3.0, 1000.0])
 def test_student_mixture_components_are_ordered_by_decreasing_variance(df):
-    """The B = 1 mixture kernel splits its components at b = 1 assuming vext decreases (law_spec's order)."""
+    """The B = 1 mixture kernel splits its components at b = 1 assuming law_spec's order: the components by
+    decreasing vext, then the same by increasing vext."""
     law, _, vext, wts, _, _ = cf.law_spec(hd.StudentT(1.0, df), 1)
-    assert law == cf.LAW_MIXTURE and np.all(np.diff(vext) < 0) and abs(wts.sum() - 1.0) < 1e-12
+    n = vext.shape[0] // 2
+    assert law == cf.LAW_MIXTURE and vext.shape == wts.shape == (2 * n,)
+    assert np.all(np.diff(vext[:n]) < 0) and np.array_equal(vext[n:], vext[:n][::-1])
+    assert np.array_equal(wts[n:], wts[:n][::-1]) and abs(wts[:n].sum() - 1.0) < 1e-12
 
 
 def test_unclipped_and_gaussian_relative_blocks_are_fixed():

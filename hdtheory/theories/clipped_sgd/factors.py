@@ -85,63 +85,58 @@ def _d_term(b, p, phi):
 
 
 @nb.njit(**MAP_KERNEL)
-def _wide_terms(q, tau, vext, P, Q, D, pb, bs):
-    """``_centred_terms`` for components with b < 1: P from the erf series."""
-    for i in range(vext.shape[0]):
-        s = math.sqrt(q + vext[i])
-        b = tau / s
+def _centred_terms(q, tau, vdesc, vasc, buf):
+    """Per centred component (r ~ N(0, v), v = q + vext, b = tau / sqrt(v)): P = P(|r| <= tau) = erf(b/sqrt 2),
+    Q = 1 - P, phi(b), b, and the nu term's D = P - 2 b phi(b), summed as its series below b = 0.1 where it
+    cancels, sqrt(2/pi) sum_{n>=1} (-1)^(n+1) b^(2n+1) / ((2n+1) 2^(n-1) (n-1)!) (six terms: truncation < 1e-17
+    relative). The components are given twice, ``vdesc`` by decreasing and ``vasc`` by increasing vext: the
+    ``split`` components with b < 1 (the head of ``vdesc``) take P from the erf series into buf[0:5, :split],
+    the others (the head of ``vasc``) Q from erfcx, each where it is well conditioned, into buf[5:10, :n - split].
+    Both are branch-free loops from index 0 over whole arrays (a loop from a variable start, or over slices made
+    per call, costs more than the terms). Returns split."""
+    n = vdesc.shape[0]
+    tau2 = tau * tau
+    split = 0
+    while split < n and q + vdesc[split] > tau2:
+        split += 1
+    P, Q, D, pb, bs = buf[0], buf[1], buf[2], buf[3], buf[4]
+    for i in range(split):
+        b = tau / math.sqrt(q + vdesc[i])
         p = erf_small_vec(min(b * 0.7071067811865476, ERF_SERIES_MAX))
         phi = exp_vec(-0.5 * b * b) * 0.3989422804014327
         P[i], Q[i], D[i], pb[i], bs[i] = p, 1.0 - p, _d_term(b, p, phi), phi, b
-
-
-@nb.njit(**MAP_KERNEL)
-def _narrow_terms(q, tau, vext, P, Q, D, pb, bs):
-    """``_centred_terms`` for components with b >= 1: Q = exp(-b^2/2) erfcx(b/sqrt 2), the exponential shared
-    with phi."""
-    for i in range(vext.shape[0]):
-        s = math.sqrt(q + vext[i])
-        b = tau / s
+    P, Q, D, pb, bs = buf[5], buf[6], buf[7], buf[8], buf[9]
+    for i in range(n - split):
+        b = tau / math.sqrt(q + vasc[i])
         e = exp_vec(-0.5 * b * b)
         qc = e * erfcx_vec(max(b * 0.7071067811865476, ERFC_MIN))
         phi = e * 0.3989422804014327
         P[i], Q[i], D[i], pb[i], bs[i] = 1.0 - qc, qc, _d_term(b, 1.0 - qc, phi), phi, b
+    return split
 
 
 @nb.njit(**KERNEL)
-def _centred_terms(q, tau, vext, P, Q, D, pb, bs):
-    """Per centred component i (r ~ N(0, v_i), v_i = q + vext_i, b = tau / sqrt(v_i)): P = P(|r| <= tau)
-    = erf(b/sqrt 2) and Q = 1 - P, phi(b), b, and the nu term's D = P - 2 b phi(b), summed as its series
-    below b = 0.1 where it cancels, sqrt(2/pi) sum_{n>=1} (-1)^(n+1) b^(2n+1) / ((2n+1) 2^(n-1) (n-1)!) (six
-    terms: truncation < 1e-17 relative). ``vext`` must decrease (b then increases with i): the components with
-    b < 1 come first and take P from the erf series, the others Q from erfcx, each where it is well conditioned.
-    Each part is one branch-free loop over its own slices (a loop from a variable start does not vectorize)."""
-    n = vext.shape[0]
-    tau2 = tau * tau
-    split = 0
-    while split < n and q + vext[split] > tau2:
-        split += 1
-    _wide_terms(q, tau, vext[:split], P[:split], Q[:split], D[:split], pb[:split], bs[:split])
-    _narrow_terms(q, tau, vext[split:], P[split:], Q[split:], D[split:], pb[split:], bs[split:])
-
-
-@nb.njit(**KERNEL)
-def _centred_mixture_factors(q, tau2, E, vext, wts):
+def _centred_mixture_factors(q, tau2, E, vext, wts, buf):
     """B = 1, residual r ~ sum_i w_i N(0, q + vext_i) (the Student-t scale mixture): the closed form of
     ``_shifted_factors`` at m0 = 0 in its symmetric form, a = -b, pa = pb = phi(b), from ``_centred_terms`` (which
-    also sums the nu term v (P - 2 b phi(b)) as its series where it cancels: wide components, tight clip)."""
+    also sums the nu term v (P - 2 b phi(b)) as its series where it cancels: wide components, tight clip).
+    ``vext`` and ``wts`` hold the n components twice (``law_spec``): by decreasing vext, then by increasing;
+    ``buf`` is (10, n) scratch (``factor_scratch``)."""
     tau = math.sqrt(tau2)
-    n = wts.shape[0]
-    buf = np.empty((5, n))
-    Pc, Qc, Dc, phic, bc = buf[0], buf[1], buf[2], buf[3], buf[4]
-    _centred_terms(q, tau, vext, Pc, Qc, Dc, phic, bc)
+    n = wts.shape[0] // 2
+    vd, va, wd, wa = vext[:n], vext[n:], wts[:n], wts[n:]
+    split = _centred_terms(q, tau, vd, va, buf)
     mu = 0.0
     nu = 0.0
     tdens = 0.0  # tau times the density of |r| at tau: sum_i w_i 2 phi(b_i) b_i
-    for i in range(n):
-        mu += wts[i] * Pc[i]
-        nu += wts[i] * ((q + vext[i]) * Dc[i] + tau2 * Qc[i])
-        tdens += wts[i] * 2.0 * phic[i] * bc[i]
+    for i in range(split):
+        mu += wd[i] * buf[0, i]
+        nu += wd[i] * ((q + vd[i]) * buf[2, i] + tau2 * buf[1, i])
+        tdens += wd[i] * 2.0 * buf[3, i] * buf[4, i]
+    for i in range(n - split):
+        mu += wa[i] * buf[5, i]
+        nu += wa[i] * ((q + va[i]) * buf[7, i] + tau2 * buf[6, i])
+        tdens += wa[i] * 2.0 * buf[8, i] * buf[9, i]
     return mu, nu / E, 2.0 * mu - 2.0 * tdens
 
 
@@ -168,6 +163,21 @@ def _shifted_factors(q, tau2, E, m0, vext, wts):
     return mu, nu / E, 2.0 * mu - 2.0 * tau * dens
 
 
+@nb.njit(cache=True, inline="always")
+def _table_component(tab, c, iu, t, jw, sw, edge):
+    """Component c of the table at row offset t past iu (Catmull-Rom; linear next to the u edges) and column
+    offset sw past jw (linear)."""
+    if edge:
+        v0 = tab[c, iu, jw] * (1 - sw) + tab[c, iu, jw + 1] * sw
+        v1 = tab[c, iu + 1, jw] * (1 - sw) + tab[c, iu + 1, jw + 1] * sw
+        return v0 * (1 - t) + v1 * t
+    p0 = tab[c, iu - 1, jw] * (1 - sw) + tab[c, iu - 1, jw + 1] * sw
+    p1 = tab[c, iu, jw] * (1 - sw) + tab[c, iu, jw + 1] * sw
+    p2 = tab[c, iu + 1, jw] * (1 - sw) + tab[c, iu + 1, jw + 1] * sw
+    p3 = tab[c, iu + 2, jw] * (1 - sw) + tab[c, iu + 2, jw + 1] * sw
+    return p1 + 0.5 * t * (p2 - p0 + t * (2 * p0 - 5 * p1 + 4 * p2 - p3 + t * (3 * (p1 - p2) + p3 - p0)))
+
+
 @nb.njit(**KERNEL)
 def _table_factors(u, w, tab, u0, du, w0, dw):
     """Cubic (Catmull-Rom) in u, linear in w, clamped to the grid."""
@@ -178,25 +188,27 @@ def _table_factors(u, w, tab, u0, du, w0, dw):
     sw = fw - jw
     iu = min(int(fu), nu_ - 2)
     t = fu - iu
-    out = np.empty(3)
-    for c in range(3):
-        if iu == 0 or iu == nu_ - 2:
-            v0 = tab[c, iu, jw] * (1 - sw) + tab[c, iu, jw + 1] * sw
-            v1 = tab[c, iu + 1, jw] * (1 - sw) + tab[c, iu + 1, jw + 1] * sw
-            out[c] = v0 * (1 - t) + v1 * t
-        else:
-            p = np.empty(4)
-            for r in range(4):
-                i = iu - 1 + r
-                p[r] = tab[c, i, jw] * (1 - sw) + tab[c, i, jw + 1] * sw
-            out[c] = p[1] + 0.5 * t * (p[2] - p[0] + t * (2 * p[0] - 5 * p[1] + 4 * p[2] - p[3]
-                                                         + t * (3 * (p[1] - p[2]) + p[3] - p[0])))
-    return out[0], out[1], out[2]
+    edge = iu == 0 or iu == nu_ - 2
+    return (_table_component(tab, 0, iu, t, jw, sw, edge), _table_component(tab, 1, iu, t, jw, sw, edge),
+            _table_component(tab, 2, iu, t, jw, sw, edge))
+
+
+@nb.njit(**KERNEL)
+def factor_scratch(law, wts):
+    """Scratch memory of ``clip_factors_scratch`` for a law's spec: allocated once by a loop that evaluates the
+    factors at every step (an allocation costs about half a mixture evaluation)."""
+    return np.empty((10, wts.shape[0] // 2 if law == LAW_MIXTURE else 0))
 
 
 @nb.njit(**KERNEL)
 def clip_factors_nb(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid):
     """(mu, nu/E, A) at excess MSE q and normalized clip tau^2; tau2 = inf gives SGD's (1, 1, 1 + 1/B)."""
+    return clip_factors_scratch(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid, factor_scratch(law, wts))
+
+
+@nb.njit(**KERNEL)
+def clip_factors_scratch(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid, scratch):
+    """``clip_factors_nb`` with its scratch memory from ``factor_scratch(law, wts)``."""
     if not (tau2 < math.inf):
         return 1.0, 1.0, 1.0 + 1.0 / B
     q = max(q, 0.0)
@@ -208,7 +220,7 @@ def clip_factors_nb(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid):
     q = max(q, Q_FLOOR * sigma2)
     E = q + sigma2
     if law == LAW_MIXTURE:
-        return _centred_mixture_factors(q, tau2, E, vext, wts)
+        return _centred_mixture_factors(q, tau2, E, vext, wts, scratch)
     if law == LAW_SHIFTED:
         return _shifted_factors(q, tau2, E, m0, vext, wts)
     u = math.log(q / sigma2)
@@ -232,8 +244,9 @@ def clip_factors_nb(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid):
 
 @nb.njit(**KERNEL)
 def _factors_pairs(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid, mu, nuhat, A):
+    scratch = factor_scratch(law, wts)
     for i in range(q.shape[0]):
-        mu[i], nuhat[i], A[i] = clip_factors_nb(q[i], tau2[i], sigma2, B, law, m0, vext, wts, tab, grid)
+        mu[i], nuhat[i], A[i] = clip_factors_scratch(q[i], tau2[i], sigma2, B, law, m0, vext, wts, tab, grid, scratch)
 
 
 
@@ -385,8 +398,10 @@ def law_spec(noise, batch: int):
     if batch == 1:
         if key[0] == "rademacher":
             return LAW_SHIFTED, np.array([math.sqrt(s2)]), np.zeros(1), np.ones(1), _EMPTY_TAB, _EMPTY_GRID
-        W, wt = _student_nodes(key[1])
-        return LAW_MIXTURE, _EMPTY, s2 * (key[1] - 2.0) / W, wt, _EMPTY_TAB, _EMPTY_GRID  # W ascending
+        W, wt = _student_nodes(key[1])  # W ascending: vext decreasing
+        vext = s2 * (key[1] - 2.0) / W
+        return (LAW_MIXTURE, _EMPTY, np.concatenate([vext, vext[::-1]]), np.concatenate([wt, wt[::-1]]),
+                _EMPTY_TAB, _EMPTY_GRID)
     tab, grid = factor_table(key, int(batch))
     return LAW_TABLE, _EMPTY, _EMPTY, _EMPTY, tab, grid
 

@@ -38,7 +38,7 @@ from ...jit import KERNEL
 from ...stepping import integrate
 from ...theory import FIXED, SCALARS, BlockForm, Theory, Threshold
 from ..sgd import sgd_threshold
-from .factors import LAW_GAUSS, _gauss_factors, clip_factors_nb, law_spec
+from .factors import LAW_GAUSS, _gauss_factors, clip_factors_nb, clip_factors_scratch, factor_scratch, law_spec
 
 _EMPTY = np.zeros(0)
 
@@ -66,13 +66,14 @@ def clipped_exact_steps(lam, mult, rho, lr_seq, cl_seq, relative, B, trK, sigma2
         E += lam[j] * rho[j]
     rec = E_rec.shape[0] >= lr_seq.shape[0]
     ib = 1.0 / B
+    scratch = factor_scratch(law, wts)
     for k in range(lr_seq.shape[0]):
         if rec:
             E_rec[k] = E
         lr = lr_seq[k]
         c = cl_seq[k]
         tau2 = c * c * E if relative else c * c * B / trK
-        mu, nuh, A = clip_factors_nb(E - sigma2, tau2, sigma2, B, law, m0, vext, wts, tab, grid)
+        mu, nuh, A = clip_factors_scratch(E - sigma2, tau2, sigma2, B, law, m0, vext, wts, tab, grid, scratch)
         g = lr * lr * ib * nuh * E
         En = sigma2
         for j in range(d):
