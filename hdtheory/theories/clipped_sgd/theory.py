@@ -108,6 +108,24 @@ def clipped_coefficients(hp, z, s, consts, am1, f, h):
 
 
 @nb.njit(**KERNEL)
+def _stationary_excess(logq, lam, mult, sigma2, B, lr, c, relative, trK, law, m0, vext, wts, tab, grid):
+    """log(q' / q) for q = e^logq, q' = sum_j lambda_j rho_j* with rho_j* = lr nu(q) / (B (2 mu - lr lambda_j A))
+    the recursion's fixed point at the factors of q (``ClippedSGDTheory.stationary_risk``); inf where some mode
+    has no fixed point (2 mu - lr lambda_j A <= 0)."""
+    q = math.exp(logq)
+    E = q + sigma2
+    tau2 = c * c * E if relative else c * c * B / trK
+    mu, nuh, A = clip_factors_nb(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid)
+    acc = 0.0
+    for j in range(lam.shape[0]):
+        den = 2.0 * mu - lr * lam[j] * A
+        if not den > 0.0:
+            return math.inf
+        acc += mult[j] * lam[j] / den
+    return math.log(lr * nuh * E / B * acc) - logq
+
+
+@nb.njit(**KERNEL)
 def _integrate(consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i, cap, geo_tol, dmax,
                dependence, correctors, extrapolate, single, switching, carry):
     return integrate(clipped_coefficients, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid, rec, i,
@@ -237,15 +255,11 @@ class ClippedSGDTheory(Theory):
         trK = problem.trace
         cl = float(opt.clip_at(0))
 
+        lam = np.ascontiguousarray(lam, dtype=np.float64)
+        mult = np.ascontiguousarray(mult, dtype=np.float64)
+
         def resid(logq):
-            q = math.exp(logq)
-            E = q + s2
-            tau2 = cl * cl * E if opt.relative else cl * cl * B / trK
-            mu, nuh, A = clip_factors_nb(q, tau2, s2, B, *spec)
-            den = 2.0 * mu - lr * lam * A
-            if np.any(den <= 0):
-                return math.inf
-            return math.log(lr * nuh * E / B * np.sum(mult * lam / den)) - logq
+            return _stationary_excess(logq, lam, mult, s2, B, lr, cl, opt.relative, trK, *spec)
 
         lo = math.log(1e-300 + 1e-14 * max(s2, 1e-300))
         hi = math.log(1e14 * max(s2, 2.0 * problem.initial_risk, 1.0))
