@@ -18,7 +18,7 @@ from hdtheory import driver
 from hdtheory.special import chi2_pdf, expint1, gamma_pq
 from hdtheory.theories.clipped_sgd import factors as cf
 from hdtheory.theories.clipped_sgd import predicted_E
-from hdtheory.theories.clipped_sgd.theory import ClippedSGDTheory
+from hdtheory.theories.clipped_sgd.theory import ClippedSGDTheory, clipped_exact_steps
 from hdtheory.theory import FIXED, SCALARS
 
 LAWS = {"gauss": hd.Gaussian(1.0), "rade": hd.Rademacher(1.0), "student": hd.StudentT(1.0, 3)}
@@ -384,6 +384,80 @@ def test_student_mixture_components_are_ordered_by_decreasing_variance(df):
     assert law == cf.LAW_MIXTURE and vext.shape == wts.shape == (2 * n,)
     assert np.all(np.diff(vext[:n]) < 0) and np.array_equal(vext[n:], vext[:n][::-1])
     assert np.array_equal(wts[n:], wts[:n][::-1]) and abs(wts[:n].sum() - 1.0) < 1e-12
+
+
+def _direct_and_tabled(noise, batch, clip2, relative, u_lo, u_hi, q, tau2):
+    spec = cf.law_spec(noise, batch)
+    s2 = noise.variance
+    tabled = cf.with_factor_table(spec, s2, batch, clip2, relative, u_lo, u_hi)
+    out = []
+    for sp_ in (spec, tabled):
+        mu, nuh, A = (np.empty(q.size) for _ in range(3))
+        cf._factors_pairs(q, tau2, s2, batch, *sp_, mu, nuh, A)
+        out.append((mu, nuh, A))
+    return out, tabled
+
+
+_TABLE_LAWS = [(hd.StudentT(math.sqrt(0.7), 2.1), 1), (hd.StudentT(math.sqrt(0.7), 3.0), 1),
+               (hd.StudentT(math.sqrt(0.7), 30.0), 1), (hd.Gaussian(math.sqrt(0.7)), 1), (hd.Gaussian(math.sqrt(0.7)), 8), (hd.Gaussian(0.0), 1)]
+
+
+@pytest.mark.parametrize("noise, batch", _TABLE_LAWS)
+@pytest.mark.parametrize("clip2, relative", [(1e-3, False), (1.0, False), (1e3, False), (0.01, True), (1.0, True),
+                                             (100.0, True)])
+def test_factor_table_matches_the_factors(noise, batch, clip2, relative):
+    """The per-solve Chebyshev table of the factors against the closed forms (the 64-node sum for Student-t) it
+    replaces, inside and outside its range: mu and nu-hat relative, A relative to max(|A|, 2 mu) (its scale in
+    the recursion); and its segments converged (a table that falls back everywhere would pass the comparison)."""
+    u_lo, u_hi = math.log(1e-9), math.log(1e5)
+    q = np.exp(np.random.default_rng(6).uniform(u_lo - 3.0, u_hi + 3.0, 4000))
+    tau2 = clip2 * (q + noise.variance) if relative else np.full_like(q, clip2)
+    ((d_mu, d_nu, d_A), (t_mu, t_nu, t_A)), tabled = _direct_and_tabled(noise, batch, clip2, relative, u_lo, u_hi,
+                                                                        q, tau2)
+    assert np.mean(np.isfinite(tabled[4][0, :, 0])) >= 0.9
+    assert np.max(np.abs(t_mu / d_mu - 1.0)) < 1e-13
+    assert np.max(np.abs(t_nu / d_nu - 1.0)) < 1e-13
+    assert np.max(np.abs(t_A - d_A) / np.maximum(np.abs(d_A), 2.0 * d_mu)) < 1e-13
+    lo, segments = tabled[5][1], tabled[5][2]  # whole segments from u_lo: the table ends at or past u_hi
+    assert lo == u_lo and u_hi <= lo + segments < u_hi + 1.0
+    inside = (np.log(q) >= lo) & (np.log(q) < lo + segments)
+    assert np.any(t_mu[inside] != d_mu[inside])  # the table was used
+    assert np.array_equal(t_mu[~inside], d_mu[~inside])  # and only inside its range
+
+
+def test_mixture_table_applies_only_at_its_clip_level():
+    """At another clip level (here 1e-10 relative off the table's) the kernel sums the mixture: bit for bit."""
+    s2, clip2 = 1.0, 2.0
+    q = np.geomspace(1e-3, 1e2, 200)
+    for relative in (False, True):
+        tau2 = clip2 * (1.0 + 1e-10) * ((q + s2) if relative else np.ones_like(q))
+        (direct, tabled), _ = _direct_and_tabled(hd.StudentT(1.0, 3.0), 1, clip2, relative, -8.0, 6.0, q, tau2)
+        for a, b in zip(direct, tabled):
+            assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("noise", [hd.StudentT(0.5, 3), hd.Gaussian(0.5)])
+@pytest.mark.parametrize("clip", [2.0, hd.RelativeClip(0.7)])
+def test_factor_table_leaves_exact_curves_unchanged(clip, noise):
+    """A solve's state tabulates the factors at its constant clip level; the exact curve with the table and with
+    the factors evaluated directly agree to 1e-13 (the 1e-10 contract of exact paths, with room)."""
+    p = hd.powerlaw(200, 0.5, 0.25, noise=noise)
+    opt = hd.ClippedSGD(0.5 / p.trace, clip=clip)
+    th = ClippedSGDTheory()
+    tabled = th.init(p, opt)
+    plain = th.init(p, opt)
+    plain.spec = cf.law_spec(p.noise, 1)
+    assert tabled.spec[5][0] == 1.0 and plain.spec[5][0] != 1.0
+    k = 3000
+    hyper = opt.hyper_at(np.arange(k))
+    risks = []
+    for st_ in (tabled, plain):
+        E = np.empty(k)
+        clipped_exact_steps(st_.lam, st_.mult, st_.rho, hyper[0], hyper[1], st_.relative, 1, st_.trK, st_.sigma2,
+                            1e300, *st_.spec, E)
+        risks.append(E)
+    assert np.max(np.abs(risks[0] / risks[1] - 1.0)) < 1e-13
+    assert risks[0][-1] < 0.5 * risks[0][0]  # the run moved through the table
 
 
 def test_unclipped_and_gaussian_relative_blocks_are_fixed():

@@ -21,7 +21,9 @@ F = P(m <= tau^2), f = p_m(tau^2), T1 = E[tau/sqrt(m); m > tau^2], T2 = E[tau^2/
   Gaussian factors above the u range. Tables are cached in memory and on disk (``$HDTHEORY_CACHE`` or
   ``~/.cache/hdtheory``).
 
-At tau = inf the factors are SGD's (1, 1, 1 + 1/B) exactly.
+At a constant clip level the theory tabulates the Gaussian and Student-t B = 1 factors once per solve, piecewise Chebyshev
+in log q over the range its run is expected to visit (``chebyshev``: within a few 1e-15, at a small fraction of
+the cost; the closed forms elsewhere). At tau = inf the factors are SGD's (1, 1, 1 + 1/B) exactly.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from ...checks import check_batch
 from ...jit import KERNEL, MAP_KERNEL
 from ...noise import Gaussian, Rademacher, StudentT
 from ...special import ERF_SERIES_MAX, ERFC_MIN, chi2_pdf, erf_small_vec, erfcx_vec, exp_vec, expint1, gamma_pq
+from .chebyshev import WIDTH, table_coefficients, table_factors, table_nodes
 
 LAW_GAUSS, LAW_MIXTURE, LAW_TABLE, LAW_SHIFTED = 0, 1, 2, 3
 #: Gauss-Legendre nodes in log W for the Student-t mixture, between the chi^2_df quantiles e^-STUDENT_TAIL and
@@ -215,6 +218,10 @@ def clip_factors_scratch(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid, scra
     E = q + sigma2
     if E <= 0.0:
         return 1.0, 1.0, 1.0 + 1.0 / B
+    if law != LAW_TABLE:
+        covered, mu, nuh, A = table_factors(q, tau2, E, tab, grid)
+        if covered:
+            return mu, nuh, A
     if law == LAW_GAUSS or sigma2 == 0.0:
         return _gauss_factors(B, B * tau2 / E)
     q = max(q, Q_FLOOR * sigma2)
@@ -404,6 +411,27 @@ def law_spec(noise, batch: int):
                 _EMPTY_TAB, _EMPTY_GRID)
     tab, grid = factor_table(key, int(batch))
     return LAW_TABLE, _EMPTY, _EMPTY, _EMPTY, tab, grid
+
+
+def with_factor_table(spec, sigma2: float, batch: int, clip2: float, relative: bool, u_lo: float, u_hi: float):
+    """``spec`` with a Chebyshev table of its factors (``chebyshev``) over u = log q in [u_lo, u_hi] (whole
+    segments from u_lo, u_lo >= log(Q_FLOOR sigma^2) under label noise) at one clip level: ``clip2`` = tau^2 for a
+    fixed level, kappa^2 for a relative one. Elsewhere the kernels evaluate the factors themselves. For Gaussian
+    noise and the Student-t mixture at B = 1; the spec itself for the others (the B > 1 laws have a table of their
+    own; Rademacher's single component is cheap, and its factors sharpen into steps as q -> 0, where segments
+    would not converge)."""
+    law, m0, vext, wts, tab, grid = spec
+    if law != LAW_GAUSS and law != LAW_MIXTURE:
+        return spec
+    if sigma2 > 0.0:
+        u_lo = max(u_lo, math.log(Q_FLOOR * sigma2))
+    segments = max(1, int(math.ceil((u_hi - u_lo) / WIDTH)))
+    q = np.exp(table_nodes(u_lo, segments))
+    tau2 = clip2 * (q + sigma2) if relative else np.full_like(q, clip2)
+    values = np.empty((3, q.size))
+    _factors_pairs(q, tau2, sigma2, batch, law, m0, vext, wts, tab, grid, values[0], values[1], values[2])
+    table = np.array([1.0, u_lo, float(segments), float(clip2), 1.0 if relative else 0.0])
+    return law, m0, vext, wts, table_coefficients(values, segments), table
 
 
 def clip_factors(noise, batch: int, q, tau):

@@ -27,6 +27,7 @@ diverges and the risk settles at a floor (``stationary_risk``). A relative level
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -38,7 +39,17 @@ from ...jit import KERNEL
 from ...stepping import integrate
 from ...theory import FIXED, SCALARS, BlockForm, Theory, Threshold
 from ..sgd import sgd_threshold
-from .factors import LAW_GAUSS, _gauss_factors, clip_factors_nb, clip_factors_scratch, factor_scratch, law_spec
+from .factors import (
+    LAW_GAUSS,
+    LAW_MIXTURE,
+    Q_FLOOR,
+    _gauss_factors,
+    clip_factors_nb,
+    clip_factors_scratch,
+    factor_scratch,
+    law_spec,
+    with_factor_table,
+)
 
 _EMPTY = np.zeros(0)
 
@@ -157,15 +168,46 @@ class ClippedSGDState:
 VALIDITY_BOUND = 0.6
 
 
+#: most segments (e-folds of q) of a factor table (``chebyshev``): beyond, the run's far end sums the mixture
+TABLE_SEGMENTS = 48
+
+
 class ClippedSGDTheory(Theory):
     def init(self, problem, opt) -> ClippedSGDState:
         check_problem(problem)
         lam, s0, mult = problem.spectral_modes(merge=True)
         lam = np.ascontiguousarray(lam, dtype=np.float64)
         mult = np.ascontiguousarray(mult, dtype=np.float64)
-        return ClippedSGDState(rho=np.ascontiguousarray(s0, dtype=np.float64), lam=lam, mult=mult,
-                               sigma2=float(problem.sigma2), batch=int(opt.batch), trK=float(np.sum(lam * mult)),
-                               relative=bool(opt.relative), spec=law_spec(problem.noise, opt.batch))
+        rho = np.ascontiguousarray(s0, dtype=np.float64)
+        trK = float(np.sum(lam * mult))
+        spec = law_spec(problem.noise, opt.batch)
+        if spec[0] == LAW_GAUSS or spec[0] == LAW_MIXTURE:
+            spec = self._tabled(problem, opt, spec, float(lam @ rho), trK)
+        return ClippedSGDState(rho=rho, lam=lam, mult=mult, sigma2=float(problem.sigma2), batch=int(opt.batch),
+                               trK=trK, relative=bool(opt.relative), spec=spec)
+
+    def _tabled(self, problem, opt, spec, q0, trK):
+        """The spec with a factor table where the clip level is constant and finite (no clip schedule): over q
+        from the initial excess to the stationary one at the peak lr, an e-fold beyond each (four below the
+        initial excess where there is no stationary one); elsewhere, or at another level, the factors are
+        evaluated directly."""
+        base = opt.clip.kappa if opt.relative else opt.clip
+        if opt.clip_schedule is not None or not math.isfinite(base):
+            return spec
+        s2 = float(problem.sigma2)
+        if not (q0 > 0.0 or s2 > 0.0):
+            return spec
+        u0 = math.log(max(q0, Q_FLOOR * s2))
+        try:
+            qs = 2.0 * self.stationary_risk(problem, dataclasses.replace(opt, schedule=None).with_lr(
+                opt.lr * opt.sched.peak())) - s2
+        except (ValueError, ArithmeticError):
+            qs = math.nan
+        u1 = math.log(qs) if (qs > 0.0 and math.isfinite(qs)) else u0 - 4.0
+        hi = max(u0, u1) + 1.0
+        lo = max(min(u0, u1) - 1.0, hi - TABLE_SEGMENTS)
+        clip2 = base * base if opt.relative else base * base * opt.batch / trK
+        return with_factor_table(spec, s2, opt.batch, clip2, opt.relative, lo, hi)
 
     def risk(self, st) -> float:
         return 0.5 * float(st.sigma2 + st.lam @ st.rho)
@@ -248,25 +290,33 @@ class ClippedSGDTheory(Theory):
         rho_j* = lr nu(q*) / (B (2 mu(q*) - lr lambda_j A(q*))), q* = sum_j lambda_j rho_j*, a scalar root in
         log q. For a fixed c it exists at every lr (the floor grows like lr^2 c^2); for SGD or a relative level
         it is inf at or above the threshold. Returns R* = (sigma^2 + q*)/2."""
-        check_problem(problem)
-        lam, _, mult = problem.spectral_modes(merge=True)
-        s2, B, lr = problem.sigma2, opt.batch, opt.lr
-        spec = law_spec(problem.noise, B)
-        trK = problem.trace
-        cl = float(opt.clip_at(0))
+        return _stationary_risk(problem, opt)
 
-        lam = np.ascontiguousarray(lam, dtype=np.float64)
-        mult = np.ascontiguousarray(mult, dtype=np.float64)
 
-        def resid(logq):
-            return _stationary_excess(logq, lam, mult, s2, B, lr, cl, opt.relative, trK, *spec)
+@functools.lru_cache(maxsize=64)
+def _stationary_risk(problem, opt) -> float:
+    """``ClippedSGDTheory.stationary_risk``, cached per (problem object, optimizer): every solve at a fixed clip
+    level asks for it twice (the divergence reference and the factor table's range), and an lr sweep re-solves one
+    problem many times."""
+    check_problem(problem)
+    lam, _, mult = problem.spectral_modes(merge=True)
+    s2, B, lr = problem.sigma2, opt.batch, opt.lr
+    spec = law_spec(problem.noise, B)
+    trK = problem.trace
+    cl = float(opt.clip_at(0))
 
-        lo = math.log(1e-300 + 1e-14 * max(s2, 1e-300))
-        hi = math.log(1e14 * max(s2, 2.0 * problem.initial_risk, 1.0))
-        if s2 == 0:
-            return 0.0 if not (resid(hi) > 0) else math.inf
-        if resid(hi) > 0:
-            return math.inf
-        if resid(lo) < 0:
-            return 0.5 * s2
-        return 0.5 * (s2 + math.exp(brentq(resid, lo, hi, xtol=1e-13)))
+    lam = np.ascontiguousarray(lam, dtype=np.float64)
+    mult = np.ascontiguousarray(mult, dtype=np.float64)
+
+    def resid(logq):
+        return _stationary_excess(logq, lam, mult, s2, B, lr, cl, opt.relative, trK, *spec)
+
+    lo = math.log(1e-300 + 1e-14 * max(s2, 1e-300))
+    hi = math.log(1e14 * max(s2, 2.0 * problem.initial_risk, 1.0))
+    if s2 == 0:
+        return 0.0 if not (resid(hi) > 0) else math.inf
+    if resid(hi) > 0:
+        return math.inf
+    if resid(lo) < 0:
+        return 0.5 * s2
+    return 0.5 * (s2 + math.exp(brentq(resid, lo, hi, xtol=1e-13)))

@@ -1,0 +1,86 @@
+"""Piecewise Chebyshev tables of the clipping reduction factors in u = log q, for one clip level.
+
+At a constant clip level (a fixed tau^2, or a relative kappa: tau^2 = kappa^2 E) the factors (mu, nu-hat, A) are
+functions of q alone. For Gaussian noise (closed forms in y0 = B tau^2 / E) and the B = 1 Student-t mixture they
+are analytic in u = log q within |Im u| < pi (the mixture's singularities sit at q = -v_i, its components'
+variances). On segments of width 1 in u a degree-18 interpolant at the Chebyshev-Gauss nodes then matches them to
+a few 1e-15 (mu and nu-hat relative, A relative to max(|A|, 2 mu), the scale at which A enters the recursion;
+docs/derivations/clipped_sgd.md §4) at a small fraction of the cost (the mixture's 64 nodes, the incomplete gamma
+functions). A segment whose last two coefficients exceed TAIL_TOL of that scale is left out (NaN); there, outside
+the table, or at another clip level the factors are evaluated directly.
+
+Layout: tab[c, i, k] is coefficient k of factor c on segment i, u in [u_lo + i, u_lo + i + 1); grid = (1, u_lo,
+number of segments, the clip key, relative) where the key is tau^2 (fixed level) or kappa^2 (relative).
+"""
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from ...jit import KERNEL
+
+#: degree of each segment's interpolant, and the segments' width in u = log q
+DEGREE = 18
+WIDTH = 1.0
+#: a segment is kept where its last two coefficients are below this fraction of the factor's scale there
+TAIL_TOL = 1e-14
+#: a clip level within this relative distance of the table's key uses the table
+KEY_TOL = 1e-14
+
+_J = np.arange(DEGREE + 1)
+#: Chebyshev-Gauss nodes x_j = cos(pi (j + 1/2) / (DEGREE + 1)) and the transform c = f @ _TRANSFORM
+_NODES = np.cos(np.pi * (_J + 0.5) / (DEGREE + 1))
+_TRANSFORM = (2.0 / (DEGREE + 1)) * np.cos(np.pi * np.outer(_J + 0.5, _J) / (DEGREE + 1))
+_TRANSFORM[:, 0] *= 0.5
+
+
+def table_nodes(u_lo: float, segments: int) -> np.ndarray:
+    """u at which the factors are evaluated to build a table of ``segments`` segments from u_lo (segment-major)."""
+    return (u_lo + WIDTH * (np.arange(segments)[:, None] + 0.5 * (_NODES[None, :] + 1.0))).ravel()
+
+
+def table_coefficients(values: np.ndarray, segments: int) -> np.ndarray:
+    """tab (3, segments, DEGREE + 1) from the factors (mu, nu-hat, A) at ``table_nodes``, shape (3, segments *
+    (DEGREE + 1)); segments whose interpolant has not converged are NaN."""
+    f = values.reshape(3, segments, DEGREE + 1)
+    tab = f @ _TRANSFORM
+    scale = np.empty((3, segments))
+    scale[0] = np.max(np.abs(f[0]), axis=1)
+    scale[1] = np.max(np.abs(f[1]), axis=1)
+    scale[2] = np.max(np.maximum(np.abs(f[2]), 2.0 * np.abs(f[0])), axis=1)
+    tail = np.max(np.abs(tab[:, :, -2:]), axis=2)
+    bad = np.any(~(tail <= TAIL_TOL * scale), axis=0)
+    tab[:, bad, :] = np.nan
+    return np.ascontiguousarray(tab)
+
+
+@nb.njit(**KERNEL)
+def _clenshaw(c, x):
+    b1 = 0.0
+    b2 = 0.0
+    for k in range(c.shape[0] - 1, 0, -1):
+        b0 = 2.0 * x * b1 - b2 + c[k]
+        b2 = b1
+        b1 = b0
+    return x * b1 - b2 + c[0]
+
+
+@nb.njit(**KERNEL)
+def table_factors(q, tau2, E, tab, grid):
+    """(covered, mu, nu-hat, A) at excess MSE q and clip tau^2 (E = q + sigma^2) from the table; covered is
+    False where the table does not apply (another clip level, q outside it, a segment left out)."""
+    if not grid[0] == 1.0:
+        return False, 0.0, 0.0, 0.0
+    key = tau2 / E if grid[4] == 1.0 else tau2
+    if not abs(key - grid[3]) <= KEY_TOL * grid[3]:
+        return False, 0.0, 0.0, 0.0
+    y = (math.log(q) - grid[1]) / WIDTH
+    if not (y >= 0.0 and y < grid[2]):
+        return False, 0.0, 0.0, 0.0
+    i = int(y)
+    if not tab[0, i, 0] == tab[0, i, 0]:
+        return False, 0.0, 0.0, 0.0
+    x = 2.0 * (y - i) - 1.0
+    return True, _clenshaw(tab[0, i], x), _clenshaw(tab[1, i], x), _clenshaw(tab[2, i], x)
