@@ -36,24 +36,39 @@ _TRANSFORM = (2.0 / (DEGREE + 1)) * np.cos(np.pi * np.outer(_J + 0.5, _J) / (DEG
 _TRANSFORM[:, 0] *= 0.5
 
 
-def table_nodes(u_lo: float, segments: int) -> np.ndarray:
-    """u at which the factors are evaluated to build a table of ``segments`` segments from u_lo (segment-major)."""
-    return (u_lo + WIDTH * (np.arange(segments)[:, None] + 0.5 * (_NODES[None, :] + 1.0))).ravel()
+@nb.njit(**KERNEL)
+def table_node(u_lo, i, j):
+    """u of node j of segment i of a table from u_lo."""
+    return u_lo + WIDTH * (i + 0.5 * (_NODES[j] + 1.0))
 
 
-def table_coefficients(values: np.ndarray, segments: int) -> np.ndarray:
-    """tab (3, segments, DEGREE + 1) from the factors (mu, nu-hat, A) at ``table_nodes``, shape (3, segments *
-    (DEGREE + 1)); segments whose interpolant has not converged are NaN."""
-    f = values.reshape(3, segments, DEGREE + 1)
-    tab = f @ _TRANSFORM
-    scale = np.empty((3, segments))
-    scale[0] = np.max(np.abs(f[0]), axis=1)
-    scale[1] = np.max(np.abs(f[1]), axis=1)
-    scale[2] = np.max(np.maximum(np.abs(f[2]), 2.0 * np.abs(f[0])), axis=1)
-    tail = np.max(np.abs(tab[:, :, -2:]), axis=2)
-    bad = np.any(~(tail <= TAIL_TOL * scale), axis=0)
-    tab[:, bad, :] = np.nan
-    return np.ascontiguousarray(tab)
+@nb.njit(**KERNEL)
+def fit_segments(values):
+    """tab (3, segments, DEGREE + 1) from the factors (mu, nu-hat, A) at the nodes, values[c, i, j] at
+    ``table_node(u_lo, i, j)``; a segment whose interpolant has not converged is NaN."""
+    nc, ns, nn = values.shape
+    tab = np.zeros((nc, ns, nn))
+    for c in range(nc):
+        for i in range(ns):
+            for j in range(nn):
+                v = values[c, i, j]
+                for k in range(nn):
+                    tab[c, i, k] += v * _TRANSFORM[j, k]
+    for i in range(ns):
+        ok = True
+        for c in range(nc):
+            scale = 0.0
+            for j in range(nn):
+                v = abs(values[c, i, j])
+                if c == 2:
+                    v = max(v, 2.0 * abs(values[0, i, j]))
+                scale = max(scale, v)
+            tail = max(abs(tab[c, i, nn - 1]), abs(tab[c, i, nn - 2]))
+            if not tail <= TAIL_TOL * scale:
+                ok = False
+        if not ok:
+            tab[:, i, :] = np.nan
+    return tab
 
 
 @nb.njit(**KERNEL)

@@ -21,9 +21,9 @@ F = P(m <= tau^2), f = p_m(tau^2), T1 = E[tau/sqrt(m); m > tau^2], T2 = E[tau^2/
   Gaussian factors above the u range. Tables are cached in memory and on disk (``$HDTHEORY_CACHE`` or
   ``~/.cache/hdtheory``).
 
-At a constant clip level the theory tabulates the Gaussian and Student-t B = 1 factors once per solve, piecewise Chebyshev
-in log q over the range its run is expected to visit (``chebyshev``: within a few 1e-15, at a small fraction of
-the cost; the closed forms elsewhere). At tau = inf the factors are SGD's (1, 1, 1 + 1/B) exactly.
+At a constant clip level the theory tabulates the Gaussian and Student-t B = 1 factors once per solve, piecewise
+Chebyshev in log q over the range its run is expected to visit (``chebyshev``: within a few 1e-15, at a small
+fraction of the cost; the closed forms elsewhere). At tau = inf the factors are SGD's (1, 1, 1 + 1/B) exactly.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from ...checks import check_batch
 from ...jit import KERNEL, MAP_KERNEL
 from ...noise import Gaussian, Rademacher, StudentT
 from ...special import ERF_SERIES_MAX, ERFC_MIN, chi2_pdf, erf_small_vec, erfcx_vec, exp_vec, expint1, gamma_pq
-from .chebyshev import WIDTH, table_coefficients, table_factors, table_nodes
+from .chebyshev import DEGREE, WIDTH, fit_segments, table_factors, table_node
 
 LAW_GAUSS, LAW_MIXTURE, LAW_TABLE, LAW_SHIFTED = 0, 1, 2, 3
 #: Gauss-Legendre nodes in log W for the Student-t mixture, between the chi^2_df quantiles e^-STUDENT_TAIL and
@@ -426,12 +426,23 @@ def with_factor_table(spec, sigma2: float, batch: int, clip2: float, relative: b
     if sigma2 > 0.0:
         u_lo = max(u_lo, math.log(Q_FLOOR * sigma2))
     segments = max(1, int(math.ceil((u_hi - u_lo) / WIDTH)))
-    q = np.exp(table_nodes(u_lo, segments))
-    tau2 = clip2 * (q + sigma2) if relative else np.full_like(q, clip2)
-    values = np.empty((3, q.size))
-    _factors_pairs(q, tau2, sigma2, batch, law, m0, vext, wts, tab, grid, values[0], values[1], values[2])
+    values = _table_values(u_lo, segments, sigma2, batch, float(clip2), bool(relative), *spec)
     table = np.array([1.0, u_lo, float(segments), float(clip2), 1.0 if relative else 0.0])
-    return law, m0, vext, wts, table_coefficients(values, segments), table
+    return law, m0, vext, wts, fit_segments(values), table
+
+
+@nb.njit(**KERNEL)
+def _table_values(u_lo, segments, sigma2, B, clip2, relative, law, m0, vext, wts, tab, grid):
+    """The factors at the nodes of a table (``chebyshev.table_node``), values[c, i, j]."""
+    values = np.empty((3, segments, DEGREE + 1))
+    scratch = factor_scratch(law, wts)
+    for i in range(segments):
+        for j in range(DEGREE + 1):
+            q = math.exp(table_node(u_lo, i, j))
+            tau2 = clip2 * (q + sigma2) if relative else clip2
+            mu, nuh, A = clip_factors_scratch(q, tau2, sigma2, B, law, m0, vext, wts, tab, grid, scratch)
+            values[0, i, j], values[1, i, j], values[2, i, j] = mu, nuh, A
+    return values
 
 
 def clip_factors(noise, batch: int, q, tau):

@@ -198,9 +198,11 @@ class ClippedSGDTheory(Theory):
         if not (q0 > 0.0 or s2 > 0.0):
             return spec
         u0 = math.log(max(q0, Q_FLOOR * s2))
+        # the stationary risk at the peak lr, as the driver asks for it (so the cache answers one of the two)
+        at_peak = opt if opt.schedule is None else dataclasses.replace(opt, schedule=None).with_lr(
+            opt.lr * opt.sched.peak())
         try:
-            qs = 2.0 * self.stationary_risk(problem, dataclasses.replace(opt, schedule=None).with_lr(
-                opt.lr * opt.sched.peak())) - s2
+            qs = 2.0 * self.stationary_risk(problem, at_peak) - s2
         except (ValueError, ArithmeticError):
             qs = math.nan
         u1 = math.log(qs) if (qs > 0.0 and math.isfinite(qs)) else u0 - 4.0
