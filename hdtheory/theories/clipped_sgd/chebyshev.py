@@ -72,14 +72,17 @@ def fit_segments(values):
 
 
 @nb.njit(**KERNEL)
-def _clenshaw(c, x):
-    b1 = 0.0
-    b2 = 0.0
-    for k in range(c.shape[0] - 1, 0, -1):
-        b0 = 2.0 * x * b1 - b2 + c[k]
-        b2 = b1
-        b1 = b0
-    return x * b1 - b2 + c[0]
+def _clenshaw3(tab, i, x):
+    """The three series of segment i at x in [-1, 1] by Clenshaw's recurrence, in one loop (three independent
+    chains)."""
+    a1 = a2 = b1 = b2 = c1 = c2 = 0.0
+    x2 = 2.0 * x
+    for k in range(tab.shape[2] - 1, 0, -1):
+        a0 = x2 * a1 - a2 + tab[0, i, k]
+        b0 = x2 * b1 - b2 + tab[1, i, k]
+        c0 = x2 * c1 - c2 + tab[2, i, k]
+        a2, a1, b2, b1, c2, c1 = a1, a0, b1, b0, c1, c0
+    return x * a1 - a2 + tab[0, i, 0], x * b1 - b2 + tab[1, i, 0], x * c1 - c2 + tab[2, i, 0]
 
 
 @nb.njit(**KERNEL)
@@ -97,5 +100,5 @@ def table_factors(q, tau2, E, tab, grid):
     i = int(y)
     if not tab[0, i, 0] == tab[0, i, 0]:
         return False, 0.0, 0.0, 0.0
-    x = 2.0 * (y - i) - 1.0
-    return True, _clenshaw(tab[0, i], x), _clenshaw(tab[1, i], x), _clenshaw(tab[2, i], x)
+    mu, nuh, A = _clenshaw3(tab, i, 2.0 * (y - i) - 1.0)
+    return True, mu, nuh, A
