@@ -77,14 +77,20 @@ def signsgd_exact_steps(mu, n, rho, lr_seq, sigma2, sigma, A, mode, lx0, h, coef
             c2 = 0.0
             fn = lr * lr
         acc = 0.0
-        for j in range(d):
-            if not per_example and a * a * mu[j] * mu[j] * rho[j] > n[j]:
-                # the drift 2 lr a mu rho~ past its Cauchy-Schwarz bound 2 lr sqrt(n rho~) (an overshoot)
-                r = rho[j] - 2.0 * lr * math.sqrt(n[j] * rho[j]) + fn * n[j]
-            else:
+        if per_example or _bound_free(a, mu, rho, n):  # the usual case, one vectorized loop
+            for j in range(d):
                 r = (1.0 - c1 * mu[j] + c2 * mu[j] * mu[j]) * rho[j] + fn * n[j]
-            rho[j] = r
-            acc += mu[j] * r
+                rho[j] = r
+                acc += mu[j] * r
+        else:
+            for j in range(d):
+                if a * a * mu[j] * mu[j] * rho[j] > n[j]:
+                    # the drift 2 lr a mu rho~ past its Cauchy-Schwarz bound 2 lr sqrt(n rho~) (an overshoot)
+                    r = rho[j] - 2.0 * lr * math.sqrt(n[j] * rho[j]) + fn * n[j]
+                else:
+                    r = (1.0 - c1 * mu[j]) * rho[j] + fn * n[j]
+                rho[j] = r
+                acc += mu[j] * r
         s2 = acc
         if not (sigma2 + s2 <= cap):
             return k + 1
@@ -118,6 +124,11 @@ def sign_coefficients(hp, z, s, consts, am1, f, h):
             am1[j] = x * (-2.0 + c2 * x)
             f[j] = fn * n[j]
             h[j] = 0.0
+    elif _bound_free(a, mu, s, n):  # the usual case, one vectorized loop
+        for j in range(mu.shape[0]):
+            am1[j] = max(-2.0 * (la * mu[j]), -2.0)
+            f[j] = fn * n[j]
+            h[j] = 0.0
     else:
         for j in range(mu.shape[0]):
             if a * a * mu[j] * mu[j] * s[j] > n[j]:  # the Cauchy-Schwarz bound on the drift, at the block's start
@@ -129,6 +140,17 @@ def sign_coefficients(hp, z, s, consts, am1, f, h):
             f[j] = fn * n[j]
             h[j] = 0.0
     return 0
+
+
+@nb.njit(**KERNEL)
+def _bound_free(a, mu, rho, n):
+    """Whether no mode's linearized drift reaches its Cauchy-Schwarz bound (a^2 mu_j^2 rho_j <= n_j for every j),
+    by a vectorized count: the per-mode branch and square root of the bound then drop out of the loop."""
+    a2 = a * a
+    hits = 0
+    for j in range(mu.shape[0]):
+        hits += a2 * mu[j] * mu[j] * rho[j] > n[j]
+    return hits == 0
 
 
 @nb.njit(**KERNEL)
