@@ -12,6 +12,8 @@ decouple; the floor is m times a row's), so R* = m (sigma^2 + s*^2)/2.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -81,6 +83,13 @@ def stationary_risk(problem, opt) -> float:
     summed: s^2 = sum_j lr n_j / (B a_1(s) (2 - (1-1/B) lr a_1(s) mu_j)) solved by bracketing in log s (the
     boxed s^2 a_1 = L/B is its leading order)."""
     _check_opt(opt)
+    return _stationary_risk(problem, opt if opt.schedule is None else dataclasses.replace(opt, schedule=None))
+
+
+@functools.lru_cache(maxsize=64)
+def _stationary_risk(problem, opt) -> float:
+    """``stationary_risk`` (which reads the base lr only), cached per (problem object, optimizer): a solve asks for
+    it twice (the closure's floor localization and the divergence reference), an lr sweep many times per problem."""
     m = modes(problem)
     lr = opt.lr
     rows = outputs(problem)

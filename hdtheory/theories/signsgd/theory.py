@@ -28,6 +28,7 @@ is held). signSGD never diverges: the risk settles at a finite floor for every l
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -267,7 +268,14 @@ def _effective_batch(opt) -> int:
 
 def _start_localization(problem, opt) -> tuple[float, np.ndarray]:
     """(L at the start, diag K): ``localization``'s first number, which does not depend on lr."""
-    rootB = math.sqrt(_effective_batch(opt))
+    return _start_localization_at(problem, _effective_batch(opt))
+
+
+@functools.lru_cache(maxsize=64)
+def _start_localization_at(problem, batch: int) -> tuple[float, np.ndarray]:
+    """``_start_localization`` for the effective batch, cached per problem object (a solve's closure choice and
+    its localization both ask; diag K is returned read-only)."""
+    rootB = math.sqrt(batch)
     e0 = _error_rows(problem)
     if problem.basis is None:
         Kd = np.asarray(problem.eigenvalues, dtype=np.float64)
@@ -284,6 +292,8 @@ def _start_localization(problem, opt) -> tuple[float, np.ndarray]:
     live = q > 0
     num = float(np.sum(x[live] ** 2 / q[live, None]))
     den = float(np.sum(x[live]))
+    Kd = np.array(Kd)
+    Kd.setflags(write=False)
     return (rootB * num / den if den > 0 else 0.0), Kd
 
 
