@@ -44,6 +44,17 @@ def log_multipliers(am1, ell):
             ell[j] = math.log1p(x) if x > -1.0 else np.nan
 
 
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _power_terms(x, ell_j, nf, p1, p2, p3):
+    """Per mode of ``block_powers``: (ell, ell^2/2, ell^3/6, expm1(n ell), S0 by its power sums, |n ell| < 1e-3)."""
+    ell = ell_j if x > -1.0 else 0.0
+    t = nf * ell
+    l2 = ell * ell / 2.0
+    l3 = ell * ell * ell / 6.0
+    s0_sum = nf + ell * p1 + l2 * p2 + l3 * p3
+    return ell, l2, l3, expm1_vec(t), s0_sum, abs(t) < 1e-3
+
+
 @nb.njit(**MAP_KERNEL)
 def block_powers(am1, ell_in, n, an, S0, S1):
     """Fill a^n, S0, S1 (see module docstring) for every mode; ``ell_in`` from ``log_multipliers``. One
@@ -56,23 +67,42 @@ def block_powers(am1, ell_in, n, an, S0, S1):
     p4 = nf * (nf - 1.0) * (2.0 * nf - 1.0) * (3.0 * nf * nf - 3.0 * nf - 1.0) / 30.0
     for j in range(am1.shape[0]):
         x = am1[j]
-        ell = ell_in[j] if x > -1.0 else 0.0
-        t = nf * ell
-        l2 = ell * ell / 2.0
-        l3 = ell * ell * ell / 6.0
-        s0_sum = nf + ell * p1 + l2 * p2 + l3 * p3
+        ell, l2, l3, e, s0_sum, small = _power_terms(x, ell_in[j], nf, p1, p2, p3)
         sm = p1 + ell * p2 + l2 * p3 + l3 * p4
-        e = expm1_vec(t)
-        small = abs(t) < 1e-3
         an[j] = e + 1.0
         s0 = s0_sum if small else e / x
         S0[j] = s0
         S1[j] = (nf - 1.0) * s0_sum - sm if small else (s0 - nf) / x
-    n_signed = 0  # counted first: a vectorized scan, where the loop below (a power per hit) is not
+    _signed_powers(am1, n, an, S0, S1)
+
+
+@nb.njit(**MAP_KERNEL)
+def block_powers_unforced(am1, ell_in, n, an, S0, S1):
+    """``block_powers`` for a map with no forcing by E (h = 0 for every mode), which needs a^n and S0 only: S1 is
+    set to 0 where a > 0 (it multiplies h), saving its division and power sums per mode."""
+    nf = float(n)
+    p1 = nf * (nf - 1.0) / 2.0
+    p2 = (nf - 1.0) * nf * (2.0 * nf - 1.0) / 6.0
+    p3 = p1 * p1
+    for j in range(am1.shape[0]):
+        x = am1[j]
+        ell, l2, l3, e, s0_sum, small = _power_terms(x, ell_in[j], nf, p1, p2, p3)
+        an[j] = e + 1.0
+        S0[j] = s0_sum if small else e / x
+        S1[j] = 0.0
+    _signed_powers(am1, n, an, S0, S1)
+
+
+@nb.njit(**MAP_KERNEL)
+def _signed_powers(am1, n, an, S0, S1):
+    """a^n, S0, S1 by signed integer powers for the modes with a <= 0 (or NaN), counted first in a vectorized scan
+    (the pass itself, a power per hit, does not vectorize)."""
+    n_signed = 0
     for j in range(am1.shape[0]):
         n_signed += not am1[j] > -1.0
     if n_signed == 0:
         return
+    nf = float(n)
     for j in range(am1.shape[0]):
         x = am1[j]
         if not x > -1.0:
@@ -342,6 +372,7 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
     by_scalars = dependence == 2
     n_prev = carry[1] if carry[0] == k else 0.0
     have_coef = False
+    forced_h = True  # some mode is forced by E (h != 0): S1 is needed
     nu_pow = -1
     beta = 0.0
     nu_cap = 1 << 62
@@ -391,12 +422,20 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
                     evaluated = True
                     coef(hp[0], zc, s, consts, am1, f, h)
                     log_multipliers(am1, ell)
+                    forced_h = False
+                    for j in range(size):
+                        if h[j] != 0.0:
+                            forced_h = True
+                            break
                     have_coef = True
                     nu_pow = -1
                     for r in range(nz):
                         zev[r] = zc[r]
                 if nu != nu_pow:
-                    block_powers(am1, ell, nu, an, S0, S1)
+                    if forced_h:
+                        block_powers(am1, ell, nu, an, S0, S1)
+                    else:
+                        block_powers_unforced(am1, ell, nu, an, S0, S1)
                     nu_pow = nu
                     if not (moving and block):
                         beta = 0.0

@@ -28,6 +28,22 @@ def test_block_powers_match_direct_sums(n):
     np.testing.assert_allclose(S1, dS1, rtol=1e-9, atol=1e-12 * n * n)
 
 
+@pytest.mark.parametrize("n", [1, 7, 1000])
+def test_unforced_block_powers_match_the_forced_ones(n):
+    """Without E forcing only a^n and S0 are needed: the same values (a^n bit for bit, S0 to an ulp: one division
+    where the forced kernel may share a reciprocal), S1 zero where a > 0."""
+    am1 = np.array([-1e-9, -1e-6, -3e-3, -0.2, -0.9, -1.3, -1.9, 1e-7, 2e-6 / n])
+    ell = np.empty_like(am1)
+    stepping.log_multipliers(am1, ell)
+    full = [np.empty_like(am1) for _ in range(3)]
+    part = [np.full_like(am1, np.nan) for _ in range(3)]
+    stepping.block_powers(am1, ell, n, *full)
+    stepping.block_powers_unforced(am1, ell, n, *part)
+    assert np.array_equal(full[0], part[0])
+    np.testing.assert_allclose(part[1], full[1], rtol=4e-16, atol=0)
+    assert np.all(part[2][am1 > -1.0] == 0.0) and np.all(np.isfinite(part[2]))
+
+
 @pytest.mark.parametrize("scale", [1e-6, 0.009, 0.011, 0.4, 0.9])
 def test_log_multipliers_agree_with_libm_on_both_paths(scale):
     # all |am1| <= LOG1P_SMALL_MAX (short series) or not (log1p_vec and libm); a <= 0 gives NaN

@@ -2,8 +2,9 @@
 
 At a constant clip level (a fixed tau^2, or a relative kappa: tau^2 = kappa^2 E) the factors (mu, nu-hat, A) are
 functions of q alone. For Gaussian noise (closed forms in y0 = B tau^2 / E) and the B = 1 Student-t mixture they
-are analytic in u = log q within |Im u| < pi (the mixture's singularities sit at q = -v_i, its components'
-variances). On segments of width 1 in u a degree-18 interpolant at the Chebyshev-Gauss nodes then matches them to
+are analytic in u = log q in a strip about the real axis (their singularities sit at q = -sigma^2, or q = -v_i for
+the mixture's components, i.e. at Im u = pi; without label noise exp(-y0/2) stays bounded for |Im u| < pi/2). On
+segments of width 1 in u a degree-18 interpolant at the Chebyshev-Gauss nodes then matches them to
 a few 1e-15 (mu and nu-hat relative, A relative to max(|A|, 2 mu), the scale at which A enters the recursion;
 docs/derivations/clipped_sgd.md §4) at a small fraction of the cost (the mixture's 64 nodes, the incomplete gamma
 functions). A segment whose last two coefficients exceed TAIL_TOL of that scale is left out (NaN); there, outside
