@@ -432,7 +432,7 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
                     for r in range(nz):
                         zev[r] = zc[r]
                 if nu != nu_pow:
-                    if forced_h:
+                    if forced_h or moving:  # a moving schedule's interpolation reads S1 (_interpolate_forcing)
                         block_powers(am1, ell, nu, an, S0, S1)
                     else:
                         block_powers_unforced(am1, ell, nu, an, S0, S1)
