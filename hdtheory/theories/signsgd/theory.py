@@ -78,7 +78,7 @@ def signsgd_exact_steps(mu, n, rho, lr_seq, sigma2, sigma, A, mode, lx0, h, coef
             c2 = 0.0
             fn = lr * lr
         acc = 0.0
-        if per_example or _bound_free(a, mu, rho, n):  # the usual case, one vectorized loop
+        if per_example or not _past_bound(a, mu, rho, n):  # the usual case, one vectorized loop
             for j in range(d):
                 r = (1.0 - c1 * mu[j] + c2 * mu[j] * mu[j]) * rho[j] + fn * n[j]
                 rho[j] = r
@@ -125,7 +125,7 @@ def sign_coefficients(hp, z, s, consts, am1, f, h):
             am1[j] = x * (-2.0 + c2 * x)
             f[j] = fn * n[j]
             h[j] = 0.0
-    elif _bound_free(a, mu, s, n):  # the usual case, one vectorized loop
+    elif not _past_bound(a, mu, s, n):  # the usual case, one vectorized loop
         for j in range(mu.shape[0]):
             am1[j] = max(-2.0 * (la * mu[j]), -2.0)
             f[j] = fn * n[j]
@@ -144,17 +144,6 @@ def sign_coefficients(hp, z, s, consts, am1, f, h):
 
 
 @nb.njit(**KERNEL)
-def _bound_free(a, mu, rho, n):
-    """Whether no mode's linearized drift reaches its Cauchy-Schwarz bound (a^2 mu_j^2 rho_j <= n_j for every j),
-    by a vectorized count: the per-mode branch and square root of the bound then drop out of the loop."""
-    a2 = a * a
-    hits = 0
-    for j in range(mu.shape[0]):
-        hits += a2 * mu[j] * mu[j] * rho[j] > n[j]
-    return hits == 0
-
-
-@nb.njit(**KERNEL)
 def _excess_sums(mu, rho, count):
     """(sum_j x_j, sum_j x_j^2 / count_j) with x_j = mu_j rho_j, the excess of merged mode j (validity's sums)."""
     sx = 0.0
@@ -168,12 +157,13 @@ def _excess_sums(mu, rho, count):
 
 @nb.njit(**KERNEL)
 def _past_bound(a, mu, rho, n):
-    """Whether some mode's linearized drift exceeds its Cauchy-Schwarz bound: a^2 mu_j^2 rho_j > n_j."""
+    """Whether some mode's linearized drift exceeds its Cauchy-Schwarz bound: a^2 mu_j^2 rho_j > n_j. A vectorized
+    count (the usual answer is no): the step kernels then drop the bound's per-mode branch and square root."""
     a2 = a * a
+    hits = 0
     for j in range(mu.shape[0]):
-        if a2 * mu[j] * mu[j] * rho[j] > n[j]:
-            return True
-    return False
+        hits += a2 * mu[j] * mu[j] * rho[j] > n[j]
+    return hits > 0
 
 
 @nb.njit(**KERNEL)
