@@ -151,6 +151,15 @@ def block_apply_geometric(am1, ell, f, h, an, S0, s_in, s_out, n, E0, E1, W, c0,
     readout(W, c0, s_out, z)
 
 
+@nb.njit(cache=True, inline="always")
+def forced_by_E(h):
+    """Whether some mode is forced by E (h_j != 0): the block then depends on E's path and needs S1."""
+    for j in range(h.shape[0]):
+        if h[j] != 0.0:
+            return True
+    return False
+
+
 @nb.njit(**KERNEL)
 def block_solve(am1, ell, f, h, an, S0, S1, beta, s_in, s_out, n, E0, W, c0, z, geo_tol):
     """One block with a self-consistent end value E1 = z[0]: linear interpolation with E1 solved exactly
@@ -158,12 +167,7 @@ def block_solve(am1, ell, f, h, an, S0, S1, beta, s_in, s_out, n, E0, W, c0, z, 
     geometric interpolation with E1 solved by secant iteration in log E1. Where no mode is forced by E (h = 0)
     the block does not depend on E1 and one application is the answer."""
     block_apply(an, S0, S1, f, h, s_in, s_out, n, E0, E0, W, c0, z)
-    forced = False
-    for j in range(h.shape[0]):
-        if h[j] != 0.0:
-            forced = True
-            break
-    if not forced:
+    if not forced_by_E(h):
         return
     if beta < 1.0:
         E1 = (z[0] - beta * E0) / (1.0 - beta)
@@ -422,11 +426,7 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
                     evaluated = True
                     coef(hp[0], zc, s, consts, am1, f, h)
                     log_multipliers(am1, ell)
-                    forced_h = False
-                    for j in range(size):
-                        if h[j] != 0.0:
-                            forced_h = True
-                            break
+                    forced_h = forced_by_E(h)
                     have_coef = True
                     nu_pow = -1
                     for r in range(nz):
