@@ -12,6 +12,9 @@ import math
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 _EPS = 1e-16
 _TINY = 1e-300
@@ -123,10 +126,23 @@ def atan_vec(x):
     return r if x >= 0.0 else -r
 
 
-#: 2^k for k in [POW2_MIN, 1023] (subnormals included), the scale of ``expm1_vec``
-POW2_MIN = -1074
-_POW2 = np.ldexp(1.0, np.arange(POW2_MIN, 1024))
-_POW2.setflags(write=False)
+@intrinsic
+def _bits_as_float(typingctx, bits):
+    """The float64 whose IEEE bit pattern is the int64 ``bits`` (a register reinterpretation: it vectorizes)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@nb.njit(cache=True, inline="always")
+def _pow2(k):
+    """2^k for integer k in [-1074, 1023], subnormals included, built from exponent bits (no table lookup: a
+    gather per mode would cost a third of a vectorized exp): the product of 2^max(k, -1022) and the normal rest
+    2^(k - max(k, -1022)), exact."""
+    k1 = max(k, -1022)
+    return _bits_as_float((k1 + 1023) << 52) * _bits_as_float((k - k1 + 1023) << 52)
+
+
 _LN2_HI = 6.93147180369123816490e-01  # Cephes/fdlibm split of log 2: k * _LN2_HI is exact for |k| < 2^11
 _LN2_LO = 1.90821492927058770002e-10
 _INV_LN2 = 1.4426950408889634
@@ -147,7 +163,7 @@ def _exp_split(t):
     p = _EXPM1_C[_EXPM1_C.shape[0] - 1]
     for n in range(_EXPM1_C.shape[0] - 2, -1, -1):
         p = p * r + _EXPM1_C[n]
-    return _POW2[int(k) - POW2_MIN], r + r * r * p
+    return _pow2(int(k)), r + r * r * p
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")

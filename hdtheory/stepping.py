@@ -153,11 +153,12 @@ def block_apply_geometric(am1, ell, f, h, an, S0, s_in, s_out, n, E0, E1, W, c0,
 
 @nb.njit(cache=True, inline="always")
 def forced_by_E(h):
-    """Whether some mode is forced by E (h_j != 0): the block then depends on E's path and needs S1."""
+    """Whether some mode is forced by E (h_j != 0): the block then depends on E's path and needs S1. A vectorized
+    count (an early exit would scan the usual all-zero h one mode at a time)."""
+    hits = 0
     for j in range(h.shape[0]):
-        if h[j] != 0.0:
-            return True
-    return False
+        hits += h[j] != 0.0
+    return hits > 0
 
 
 @nb.njit(**KERNEL)
@@ -438,10 +439,11 @@ def integrate(coef, consts, hp, s, W, c0, z, k, k_stop, k_ref, delta, span, grid
                         block_powers_unforced(am1, ell, nu, an, S0, S1)
                     nu_pow = nu
                     if not (moving and block):
-                        beta = 0.0
-                        for j in range(size):
-                            beta += W[0, j] * h[j] * S1[j]
-                        beta /= nu
+                        beta = 0.0  # E's weight on its own block end: 0 without E forcing
+                        if forced_h:
+                            for j in range(size):
+                                beta += W[0, j] * h[j] * S1[j]
+                            beta /= nu
                 if moving and block:
                     coef(hp[1], zc, s, consts, am1b, fb, hb)
                     coef(hp[2], zc, s, consts, am1c, fc, hc)

@@ -12,6 +12,7 @@ from hdtheory.special import (
     ERFC_MIN,
     LOG1P_SMALL_MAX,
     LOG1P_VEC_MAX,
+    _pow2,
     atan_vec,
     erf_small_vec,
     erfcx_vec,
@@ -68,6 +69,20 @@ def test_expm1_vec_at_the_edges():
     assert np.all(got[4:7] == -1.0)
     assert got[7] == pytest.approx(math.expm1(709.0), rel=4e-16)
     assert got[8] == pytest.approx(math.expm1(t[8]), rel=4e-16)
+
+
+@nb.njit(**MAP_KERNEL)
+def _pow2_all(k, out):
+    for j in range(k.shape[0]):
+        out[j] = _pow2(k[j])
+
+
+def test_pow2_from_exponent_bits_is_exact_subnormals_included():
+    k = np.arange(-1074, 1024)
+    got = np.empty(k.size)
+    _pow2_all(k, got)  # the vectorized loop, as expm1_vec and exp_vec use it
+    assert np.array_equal(got, np.ldexp(1.0, k))
+    assert _pow2(-1074) == 5e-324 and _pow2(1023) == 2.0 ** 1023 and _pow2(0) == 1.0
 
 
 def test_atan_vec_is_within_2_ulp_of_libm():
