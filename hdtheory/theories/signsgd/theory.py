@@ -144,15 +144,21 @@ def sign_coefficients(hp, z, s, consts, am1, f, h):
 
 
 @nb.njit(**KERNEL)
-def _excess_sums(mu, rho, count):
-    """(sum_j x_j, sum_j x_j^2 / count_j) with x_j = mu_j rho_j, the excess of merged mode j (validity's sums)."""
+def _validity_sums(mu, rho, count, n, inv_m, sigma, A, mode, lx0, hx, coef, per_example):
+    """What ``validity`` reads, in one call: (sum_j x_j, sum_j x_j^2 / count_j, past) with x_j = mu_j rho_j the
+    excess of merged mode j and ``past`` whether (G3)'s drift passes its Cauchy-Schwarz bound at this state
+    (``_past_bound``, at the drift of the per-row s^2 = inv_m sum_j x_j; False for (G4) and at zero excess)."""
     sx = 0.0
     sxx = 0.0
     for j in range(mu.shape[0]):
         x = mu[j] * rho[j]
         sx += x
         sxx += x * x / count[j]
-    return sx, sxx
+    past = False
+    if sx > 0.0 and not per_example:
+        a = drift(math.sqrt(sx * inv_m), sigma, A, mode, lx0, hx, coef)
+        past = _past_bound(a, mu, rho, n)
+    return sx, sxx, past
 
 
 @nb.njit(**KERNEL)
@@ -392,19 +398,18 @@ class SignSGDTheory(Theory):
             return ""
         if st.invalid:
             return st.invalid
-        B = _effective_batch(opt)
-        sx, sxx = _excess_sums(st.mu, st.rho, st.count if st.count is not None else st.mu)  # sxx unused w/o count
+        law = st.law
+        sx, sxx, past = _validity_sums(st.mu, st.rho, st.count if st.count is not None else st.mu, st.n,
+                                       1.0 / st.outputs, law.sigma, law.A, law.mode, law.lx0, law.h,
+                                       law.coef, st.per_example)  # sxx unused without count
         E = float(st.c0[0] + sx)
         why = st.fixed_reason
         if not why and st.count is not None and E > 0 and sx > 0:
+            B = _effective_batch(opt)
             why = _localized_reason(math.sqrt(B) * sxx / (E * sx), 0.0, B)
-        if not why and E > st.c0[0]:
-            s_row = math.sqrt((E - st.c0[0]) / st.outputs)
-            law = st.law
-            a = drift(s_row, law.sigma, law.A, law.mode, law.lx0, law.h, law.coef)
-            if not st.per_example and _past_bound(a, st.mu, st.rho, st.n):
-                why = ("the linearized drift of a mode exceeds its Cauchy-Schwarz bound (there (G3) holds it at the "
-                       "bound): a mean sign past 1")
+        if not why and past:
+            why = ("the linearized drift of a mode exceeds its Cauchy-Schwarz bound (there (G3) holds it at the "
+                   "bound): a mean sign past 1")
         st.invalid = why
         return why
 
