@@ -9,7 +9,8 @@ theory (``hdtheory.theory``) owns the equations and its state. Stepping:
   powers of the per-mode affine map (``hdtheory.stepping.integrate``; derivation and measured accuracy in
   docs/derivations/blocks.md). Between breakpoints of piecewise-constant schedules one Numba call covers the
   whole segment; under smooth schedules the driver cuts one block at a time, short enough that every schedule
-  moves by at most a fraction delta inside it.
+  moves by at most a fraction delta inside it (and steps exactly where such a block would cost more than the
+  exact updates it replaces).
 
 Divergence: the run stops once the risk exceeds ``cap * max(R(0), sigma^2/2)`` or stops being finite (for an
 optimizer that never diverges, the reference also holds its stationary risk at the schedule's peak lr, so that a
@@ -126,8 +127,8 @@ def solve(problem, opt, steps: int | None = None, *, grid=None, method: str = "a
                 valid[i0:i] = valid[i0 - 1] and check()
         else:
             m = target - k
-            if blocks is not None:
-                m = min(m, max(k_ref + blocks.k_block - k, span))
+            if blocks is not None:  # exact until blocks start, or over the short block just declined
+                m = min(m, max(k_ref + blocks.k_block - k, blocks.declined, span))
             m = max(span, min(m, _EXACT_CHUNK) // span * span)  # whole updates, even after a breakpoint mid-round
             done = theory.step(st, k, opt.hyper_at(np.arange(k, k + m)), cap_R)
             k += done
@@ -227,6 +228,11 @@ class _Blocks:
             min_block = MIN_BLOCK
         #: blocks start once delta (k - k_ref) reaches min_block updates
         self.k_block = span * int(math.ceil(min_block / delta))
+        #: a block cut by the driver (smooth schedules) shorter than this is stepped exactly instead: it would
+        #: cost more than the exact updates it replaces (SINGLE_BLOCK_COST per-mode steps)
+        self.min_single = span * max(2, int(math.ceil(SINGLE_BLOCK_COST / (size * span))))
+        #: the length of the block ``advance`` last declined as too short (0: none)
+        self.declined = 0
 
     def refresh(self):
         """Re-read the scalars after exact steps moved the state."""
@@ -240,32 +246,40 @@ class _Blocks:
 
     def advance(self, k, k_stop, k_ref, target, breakpoints, grid, rec, i):
         """Blocks from k: the whole segment up to k_stop (piecewise-constant schedules), else one block cut
-        here. Returns (k, i, diverged, k_switch), or None where no block of two updates fits."""
+        here. Returns (k, i, diverged, k_switch), or None where no block of ``min_single`` steps fits (its
+        length then in ``declined``, for the driver to step exactly)."""
+        self.declined = 0
         if self.piecewise:
             self.carry[0] = -1.0  # no extrapolation across a breakpoint
             hp = np.repeat(self.opt.hyper_at(np.array([k])).T, 3, axis=0)
             k, i, status, k_switch = self._run(hp, k, k_stop, k_ref, grid, rec, i, False)
             return k, i, status == 1, k_switch
-        n = self._block_length(k, k_ref, target, breakpoints)
-        if n < 2 * self.span:
-            return None
-        while True:
+        n0 = self._longest_block(k, k_ref, target, breakpoints)
+        n = self._halved_for_schedules(k, n0)
+        while n >= self.min_single:
             times = np.array([k + (n - 1) / 2.0, float(k), float(k + n - 1)])
             hp = np.ascontiguousarray(self.opt.hyper_at(times).T)
             k1, i, status, k_switch = self._run(hp, k, k + n, k_ref, grid, rec, i, True)
             if status != 2:
                 return k1, i, status == 1, k_switch
             n = (n // self.span // 2) * self.span
+        self.declined = n0  # exact updates are exact: step the whole stretch, then try again
+        return None
 
-    def _block_length(self, k, k_ref, target, breakpoints) -> int:
-        span, delta = self.span, self.delta
-        n = int(delta * (k - k_ref)) // span * span
+    def _longest_block(self, k, k_ref, target, breakpoints) -> int:
+        """delta (k - k_ref) in whole updates, never past the next record step or breakpoint."""
+        n = int(self.delta * (k - k_ref)) // self.span * self.span
         n = min(n, target - k)
         nxt = breakpoints[breakpoints > k]
         if nxt.size:
             n = min(n, int(nxt[0]) - k)
-        # halve until every moving schedule changes by at most a fraction delta inside the block
-        while n >= 2 * span:
+        return n
+
+    def _halved_for_schedules(self, k, n) -> int:
+        """n halved until every moving schedule changes by at most a fraction delta inside the block (or until
+        it is shorter than ``min_single``)."""
+        span, delta = self.span, self.delta
+        while n >= self.min_single:
             ends = np.array([k, k + n - 1], dtype=np.float64)
             if all(m0 == m1 or abs(m1 - m0) <= delta * max(abs(m0), abs(m1))
                    for m0, m1 in (sc(ends) for sc in self.moving)):

@@ -55,6 +55,31 @@ def test_schedules_within_half_percent(schedule):
     auto = hd.solve(prob, opt, grid=grid)
     assert np.max(np.abs(auto.excess_risk / exact.excess_risk - 1)) < 5e-3
 
+def test_blocks_declined_near_a_schedule_end_are_stepped_exactly_in_one_call(monkeypatch):
+    """Where a cosine decays to 0 no block fits the schedule's pace; the stretch a block would have covered is then
+    one exact call (one update per Python round trip made such a run 5x slower), and the curve stays exact there."""
+    from hdtheory.theory import theory_for
+
+    prob = hd.powerlaw(300, 1.0, 0.7, noise=hd.Gaussian(0.01))
+    opt = hd.SGD(0.9 * hd.stability_threshold(prob, hd.SGD(1.0)), schedule=hd.WarmupCosine(100, 10**5, 0.0))
+    grid = hd.step_grid(10**5)
+    cls = type(theory_for(opt))
+    calls = []
+    step = cls.step
+
+    def counted(self, *args):
+        calls.append(1)
+        return step(self, *args)
+
+    monkeypatch.setattr(cls, "step", counted)
+    auto = hd.solve(prob, opt, grid=grid)
+    n_calls = len(calls)
+    monkeypatch.setattr(cls, "step", step)
+    exact = hd.solve(prob, opt, grid=grid, method="exact")
+    assert n_calls < 2 * grid.size
+    assert np.max(np.abs(auto.excess_risk / exact.excess_risk - 1)) < 5e-3
+
+
 def test_divergence_is_flagged_not_nan():
     prob = hd.Problem(V2_LAM, np.ones(100) * 0.1, noise=hd.Gaussian(0.1))
     lr_star = hd.stability_threshold(prob, hd.SGD(1.0))
