@@ -9,8 +9,8 @@ theory (``hdtheory.theory``) owns the equations and its state. Stepping:
   powers of the per-mode affine map (``hdtheory.stepping.integrate``; derivation and measured accuracy in
   docs/derivations/blocks.md). Between breakpoints of piecewise-constant schedules one Numba call covers the
   whole segment; under smooth schedules the driver cuts one block at a time, short enough that every schedule
-  moves by at most a fraction delta inside it (and steps exactly where such a block would cost more than the
-  exact updates it replaces).
+  moves by at most a fraction delta inside it (where not even two updates fit, the stretch such a block would
+  have covered is stepped exactly in one call).
 
 Divergence: the run stops once the risk exceeds ``cap * max(R(0), sigma^2/2)`` or stops being finite (for an
 optimizer that never diverges, the reference also holds its stationary risk at the schedule's peak lr, so that a
@@ -228,9 +228,9 @@ class _Blocks:
             min_block = MIN_BLOCK
         #: blocks start once delta (k - k_ref) reaches min_block updates
         self.k_block = span * int(math.ceil(min_block / delta))
-        #: a block cut by the driver (smooth schedules) shorter than this is stepped exactly instead: it would
-        #: cost more than the exact updates it replaces (SINGLE_BLOCK_COST per-mode steps)
-        self.min_single = span * max(2, int(math.ceil(SINGLE_BLOCK_COST / (size * span))))
+        #: the shortest block the driver cuts alone (smooth schedules); a shorter one is declined and its stretch
+        #: stepped exactly
+        self.min_single = 2 * span
         #: the length of the block ``advance`` last declined as too short (0: none)
         self.declined = 0
 

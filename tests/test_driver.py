@@ -56,8 +56,9 @@ def test_schedules_within_half_percent(schedule):
     assert np.max(np.abs(auto.excess_risk / exact.excess_risk - 1)) < 5e-3
 
 def test_blocks_declined_near_a_schedule_end_are_stepped_exactly_in_one_call(monkeypatch):
-    """Where a cosine decays to 0 no block fits the schedule's pace; the stretch a block would have covered is then
-    one exact call (one update per Python round trip made such a run 5x slower), and the curve stays exact there."""
+    """Where a cosine decays to 0, near its end not even two updates fit the schedule's pace; the stretch a block
+    would have covered is then one exact call (it was one exact update per Python round trip: 360 calls here), and
+    the curve stays as close to exact stepping."""
     from hdtheory.theory import theory_for
 
     prob = hd.powerlaw(300, 1.0, 0.7, noise=hd.Gaussian(0.01))
