@@ -116,9 +116,10 @@ def solve(problem, opt, steps: int | None = None, *, grid=None, method: str = "a
         nxt = breakpoints[breakpoints > k]
         k_stop = min(int(nxt[0]) if nxt.size else int(g[-1]), int(g[-1]))
         k_stop -= (k_stop - k) % span
-        done = None
+        done, declined = None, 0
         if blocks is not None and k - k_ref >= blocks.k_block and k_stop > k:
             done = blocks.advance(k, k_stop, k_ref, target, breakpoints, g, risk, i)
+            declined = blocks.declined
         if done is not None:
             i0 = i
             k, i, diverged, k_switch = done
@@ -128,7 +129,7 @@ def solve(problem, opt, steps: int | None = None, *, grid=None, method: str = "a
         else:
             m = target - k
             if blocks is not None:  # exact until blocks start, or over the short block just declined
-                m = min(m, max(k_ref + blocks.k_block - k, blocks.declined, span))
+                m = min(m, max(k_ref + blocks.k_block - k, declined, span))
             m = max(span, min(m, _EXACT_CHUNK) // span * span)  # whole updates, even after a breakpoint mid-round
             done = theory.step(st, k, opt.hyper_at(np.arange(k, k + m)), cap_R)
             k += done
@@ -228,10 +229,7 @@ class _Blocks:
             min_block = MIN_BLOCK
         #: blocks start once delta (k - k_ref) reaches min_block updates
         self.k_block = span * int(math.ceil(min_block / delta))
-        #: the shortest block the driver cuts alone (smooth schedules); a shorter one is declined and its stretch
-        #: stepped exactly
-        self.min_single = 2 * span
-        #: the length of the block ``advance`` last declined as too short (0: none)
+        #: the stretch ``advance`` last declined to block (0: none): no block of two updates fit there
         self.declined = 0
 
     def refresh(self):
@@ -246,8 +244,8 @@ class _Blocks:
 
     def advance(self, k, k_stop, k_ref, target, breakpoints, grid, rec, i):
         """Blocks from k: the whole segment up to k_stop (piecewise-constant schedules), else one block cut
-        here. Returns (k, i, diverged, k_switch), or None where no block of ``min_single`` steps fits (its
-        length then in ``declined``, for the driver to step exactly)."""
+        here. Returns (k, i, diverged, k_switch), or None where no block of two updates fits (the stretch it
+        would have covered then in ``declined``, for the driver to step exactly)."""
         self.declined = 0
         if self.piecewise:
             self.carry[0] = -1.0  # no extrapolation across a breakpoint
@@ -256,7 +254,7 @@ class _Blocks:
             return k, i, status == 1, k_switch
         n0 = self._longest_block(k, k_ref, target, breakpoints)
         n = self._halved_for_schedules(k, n0)
-        while n >= self.min_single:
+        while n >= 2 * self.span:
             times = np.array([k + (n - 1) / 2.0, float(k), float(k + n - 1)])
             hp = np.ascontiguousarray(self.opt.hyper_at(times).T)
             k1, i, status, k_switch = self._run(hp, k, k + n, k_ref, grid, rec, i, True)
@@ -277,9 +275,9 @@ class _Blocks:
 
     def _halved_for_schedules(self, k, n) -> int:
         """n halved until every moving schedule changes by at most a fraction delta inside the block (or until
-        it is shorter than ``min_single``)."""
+        it is shorter than two updates)."""
         span, delta = self.span, self.delta
-        while n >= self.min_single:
+        while n >= 2 * span:
             ends = np.array([k, k + n - 1], dtype=np.float64)
             if all(m0 == m1 or abs(m1 - m0) <= delta * max(abs(m0), abs(m1))
                    for m0, m1 in (sc(ends) for sc in self.moving)):
