@@ -9,8 +9,8 @@ theory (``hdtheory.theory``) owns the equations and its state. Stepping:
   powers of the per-mode affine map (``hdtheory.stepping.integrate``; derivation and measured accuracy in
   docs/derivations/blocks.md). Between breakpoints of piecewise-constant schedules one Numba call covers the
   whole segment; under smooth schedules the driver cuts one block at a time, short enough that every schedule
-  moves by at most a fraction delta inside it (where not even two updates fit, the stretch such a block would
-  have covered is stepped exactly in one call).
+  moves by at most a fraction delta inside it (where such a block would be shorter than its pay-off length,
+  ``BlockForm.payoff``, the stretch it would have covered is stepped exactly in one call).
 
 Divergence: the run stops once the risk exceeds ``cap * max(R(0), sigma^2/2)`` or stops being finite (for an
 optimizer that never diverges, the reference also holds its stationary risk at the schedule's peak lr, so that a
@@ -217,10 +217,14 @@ class _Blocks:
         self.carry = np.zeros(2 + self.z.shape[0])
         self.carry[0] = -1.0
         size = max(form.s.shape[0], 1)
+        #: under smooth schedules a single block costs a Python round trip: the shortest one worth cutting
+        #: (updates); a shorter one is declined and its stretch stepped exactly
+        payoff = form.payoff if form.payoff is not None else max(MIN_BLOCK, SINGLE_BLOCK_COST / size)
+        self.min_single = span * max(2, int(math.ceil(payoff)))
         if form.min_block is not None:
             min_block = form.min_block
         elif not self.piecewise:
-            min_block = max(MIN_BLOCK, SINGLE_BLOCK_COST / size)
+            min_block = payoff
         elif form.dependence == SCALARS and form.switching:
             # coefficients evaluated at every pass (1 + correctors per block); elsewhere they are reused while the
             # scalars stay within stepping.ZTOL of their last evaluation, and a block costs what a fixed one does
@@ -229,8 +233,12 @@ class _Blocks:
             min_block = MIN_BLOCK
         #: blocks start once delta (k - k_ref) reaches min_block updates
         self.k_block = span * int(math.ceil(min_block / delta))
-        #: the stretch ``advance`` last declined to block (0: none): no block of two updates fit there
+        #: the stretch ``advance`` last declined to block (0: none): no block of min_single updates fit there
         self.declined = 0
+        #: the longest single block tried first (0: no limit): the length the step-size control accepted after its
+        #: last rejection, grown by a quarter at every block it then takes at that length at the first try (each
+        #: rejected try costs a whole block)
+        self.single_cap = 0
 
     def refresh(self):
         """Re-read the scalars after exact steps moved the state."""
@@ -244,7 +252,7 @@ class _Blocks:
 
     def advance(self, k, k_stop, k_ref, target, breakpoints, grid, rec, i):
         """Blocks from k: the whole segment up to k_stop (piecewise-constant schedules), else one block cut
-        here. Returns (k, i, diverged, k_switch), or None where no block of two updates fits (the stretch it
+        here. Returns (k, i, diverged, k_switch), or None where no block that pays off fits (the stretch it
         would have covered then in ``declined``, for the driver to step exactly)."""
         self.declined = 0
         if self.piecewise:
@@ -254,13 +262,23 @@ class _Blocks:
             return k, i, status == 1, k_switch
         n0 = self._longest_block(k, k_ref, target, breakpoints)
         n = self._halved_for_schedules(k, n0)
-        while n >= 2 * self.span:
+        if n >= self.min_single and self.single_cap:
+            n = max(min(n, self.single_cap), self.min_single)
+        first = True
+        while n >= self.min_single:
             times = np.array([k + (n - 1) / 2.0, float(k), float(k + n - 1)])
             hp = np.ascontiguousarray(self.opt.hyper_at(times).T)
             k1, i, status, k_switch = self._run(hp, k, k + n, k_ref, grid, rec, i, True)
             if status != 2:
+                if not first:
+                    self.single_cap = n
+                elif self.single_cap and n >= self.single_cap:
+                    self.single_cap = n + max(n // 4 // self.span, 1) * self.span
                 return k1, i, status == 1, k_switch
+            first = False
             n = (n // self.span // 2) * self.span
+        if not first:  # the control rejected even the shortest block that pays off: try only that one next
+            self.single_cap = self.min_single
         self.declined = n0  # exact updates are exact: step the whole stretch, then try again
         return None
 

