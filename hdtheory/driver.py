@@ -276,8 +276,9 @@ class _Blocks:
                     self.single_cap = n + max(n // 4 // self.span, 1) * self.span
                 return k1, i, status == 1, k_switch
             first = False
-            n = (n // self.span // 2) * self.span
-        if not first:  # the control rejected even the shortest block that pays off: try only that one next
+            # halved, but min_single is tried before the block is declined
+            n = max((n // self.span // 2) * self.span, self.min_single) if n > self.min_single else 0
+        if not first:  # the control rejected every length down to min_single: try only that one next
             self.single_cap = self.min_single
         self.declined = n0  # exact updates are exact: step the whole stretch, then try again
         return None
@@ -288,7 +289,7 @@ class _Blocks:
         n = min(n, target - k)
         nxt = breakpoints[breakpoints > k]
         if nxt.size:
-            n = min(n, int(nxt[0]) - k)
+            n = min(n, int(nxt[0]) - k) // self.span * self.span  # a breakpoint need not fall on a whole update
         return n
 
     def _halved_for_schedules(self, k, n) -> int:
