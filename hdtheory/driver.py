@@ -31,6 +31,7 @@ import math
 import numpy as np
 
 from . import __version__
+from . import theory as contract
 from .checks import check_int, check_positive
 from .grid import as_grid
 from .results import RiskCurve
@@ -45,8 +46,6 @@ DMAX = 0.03
 MIN_BLOCK = 16
 #: a block of scalar-dependent coefficients costs 1 + correctors passes of ~MIN_BLOCK_SCALAR_PASS exact updates
 MIN_BLOCK_SCALAR_PASS = 11
-#: cost of one block cut by the driver (smooth schedules: a Python round trip) in per-mode exact updates
-SINGLE_BLOCK_COST = 2e5
 
 _EXACT_CHUNK = 1 << 16
 
@@ -219,7 +218,7 @@ class _Blocks:
         size = max(form.s.shape[0], 1)
         #: under smooth schedules a single block costs a Python round trip: the shortest one worth cutting
         #: (updates); a shorter one is declined and its stretch stepped exactly
-        payoff = form.payoff if form.payoff is not None else max(MIN_BLOCK, SINGLE_BLOCK_COST / size)
+        payoff = form.payoff if form.payoff is not None else max(MIN_BLOCK, contract.SINGLE_BLOCK_COST / size)
         self.min_single = span * max(2, int(math.ceil(payoff)))
         if form.min_block is not None:
             min_block = form.min_block

@@ -36,6 +36,9 @@ import numpy as np
 
 #: how a block form's coefficients may change inside a run (``BlockForm.dependence``)
 FIXED, STATE, SCALARS = 0, 1, 2
+#: cost of one block the driver cuts alone (smooth schedules: a Python round trip), in per-mode exact updates;
+#: read at solve time by the driver and by theories whose ``BlockForm.payoff`` includes it
+SINGLE_BLOCK_COST = 2e5
 
 
 class Threshold(NamedTuple):
@@ -59,7 +62,8 @@ class BlockForm:
     along a run (the integrator then never lets a block cross a switch). ``min_block``: the block length, in
     updates, from which blocks start after the run's start or a breakpoint (None: the driver's default for the
     dependence). ``payoff``: under smooth schedules, the shortest single block, in updates, that costs less
-    than the exact updates it replaces; the driver steps a shorter one exactly (None: the driver's default)."""
+    than the exact updates it replaces; the driver steps a shorter one exactly (None: the driver's default,
+    max(MIN_BLOCK, SINGLE_BLOCK_COST / modes))."""
 
     run: Any
     consts: tuple

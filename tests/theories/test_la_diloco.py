@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hdtheory as hd
-from hdtheory import driver, stepping
+from hdtheory import stepping
+from hdtheory import theory as contract
 from hdtheory.theories import la_diloco as L
 from hdtheory.theories.la_diloco import rounds as Rd
 from hdtheory.theories.la_diloco import stability as St
-from hdtheory.theories.la_diloco import theory as la_theory
 from hdtheory.theories.sgd import kernel_norm
 
 V2_LAM = 1.0 / np.arange(1, 101)
@@ -347,12 +347,12 @@ def _blocks_wherever_admissible():
     start earlier and the driver cuts every single block from LA-DiLoCo's own cost, 3 (3 + ahead) rounds, on
     (SGD: from MIN_BLOCK updates), not only those that also pay for the round trip, so block accuracy is tested
     on more blocks."""
-    saved = driver.SINGLE_BLOCK_COST, la_theory.SINGLE_BLOCK_COST
-    driver.SINGLE_BLOCK_COST = la_theory.SINGLE_BLOCK_COST = 0.0
+    saved = contract.SINGLE_BLOCK_COST
+    contract.SINGLE_BLOCK_COST = 0.0
     try:
         yield
     finally:
-        driver.SINGLE_BLOCK_COST, la_theory.SINGLE_BLOCK_COST = saved
+        contract.SINGLE_BLOCK_COST = saved
 
 
 def _block_vs_exact(prob, steps, frac, schedule, delta, H=8, **kw):

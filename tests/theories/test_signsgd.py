@@ -18,6 +18,7 @@ from scipy import integrate, special, stats
 
 import hdtheory as hd
 from hdtheory import driver
+from hdtheory import theory as contract
 from hdtheory.theories.signsgd import theory as sth
 from hdtheory.theories.signsgd.drift import laplace_unit
 from hdtheory.theory import SCALARS, theory_for
@@ -518,7 +519,7 @@ def blocks_and_exact(monkeypatch, p, opt, steps, **kw):
         return form
 
     monkeypatch.setattr(driver, "MIN_BLOCK_SCALAR_PASS", 0)
-    monkeypatch.setattr(driver, "SINGLE_BLOCK_COST", 0.0)
+    monkeypatch.setattr(contract, "SINGLE_BLOCK_COST", 0.0)
     monkeypatch.setattr(sth.SignSGDTheory, "block_form", counting)
     blocks = hd.solve(p, opt, steps, **kw)
     assert calls, "the block integrator did not run"

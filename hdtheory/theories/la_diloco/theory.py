@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from ... import theory as contract
 from ...stepping import integrate, integrate_modes
 from ...theory import STATE, BlockForm, Theory, Threshold
 from .rounds import (
@@ -32,10 +33,9 @@ from .stability import first_crossing, positive_modes, problem_modes
 #: and a block not much longer than ahead reads its shape from too late a state)
 MIN_BLOCK_ROUNDS = 32
 BLOCK_PER_AHEAD = 4
-#: a block cut by the driver under a smooth schedule costs one Python round trip (about SINGLE_BLOCK_COST
-#: exact mode-steps) and three coefficient evaluations instead of one: it pays off from 3 (3 + ahead) rounds
-#: plus the round trip on (shorter ones are stepped exactly)
-SINGLE_BLOCK_COST = 2e5
+# a block cut by the driver under a smooth schedule costs one Python round trip (about
+# hdtheory.theory.SINGLE_BLOCK_COST exact mode-steps) and three coefficient evaluations instead of one: it pays
+# off from 3 (3 + ahead) rounds plus the round trip on (shorter ones are stepped exactly)
 
 
 @nb.njit(cache=True)
@@ -103,7 +103,7 @@ class LADiLoCoTheory(Theory):
         ahead = int(shape_ahead(st.lam, st.mult, float(opt.lr * opt.sched.peak()), *base[3:], st.outer_momentum,
                                 st.nesterov)) if st.inner_steps > 1 else 0
         rounds = float(max(MIN_BLOCK_ROUNDS, BLOCK_PER_AHEAD * ahead))
-        trip = SINGLE_BLOCK_COST / (st.inner_steps * max(st.lam.shape[0], 1))
+        trip = contract.SINGLE_BLOCK_COST / (st.inner_steps * max(st.lam.shape[0], 1))
         payoff = 3.0 * (3 + ahead) + trip
         if not all(sc.piecewise_constant for sc in opt.schedules):
             rounds = 3.0 * rounds + trip
